@@ -1,0 +1,74 @@
+"""DCGAN (Radford et al. 2016): transposed-conv generator, strided-conv discriminator, batch norm.
+
+Non-saturating loss (Goodfellow et al. 2014). The optimizer groups are "discriminator" then "generator";
+the trainer steps them in that order with their own optimizers. On 2-D point data both networks are
+MLPs, which makes this the vanilla GAN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...nn.convnets import MLP, ConvDecoder, ConvEncoder
+from ..base import GenerativeModel, LossOutput
+
+
+@dataclass
+class DCGANConfig:
+    latent_dim: int = 64
+    generator_channels: int = 64
+    discriminator_channels: int = 64
+    mlp_hidden: int = 128
+    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
+
+
+class DCGAN(GenerativeModel):
+    family = "gan"
+    description = "DCGAN: transposed-conv generator vs strided-conv discriminator, non-saturating loss"
+    config_class = DCGANConfig
+    train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "weight_decay": 0.0, "batch_size": 64,
+                      "ema_decay": 0.999, "warmup_steps": 0, "grad_clip": 0.0}
+
+    def __init__(self, config: DCGANConfig, data_shape: tuple[int, ...], num_classes: int = 0):
+        super().__init__(config, data_shape, num_classes)
+        z = config.latent_dim
+        if self.is_image:
+            c, size = data_shape[0], data_shape[-1]
+            self.generator = nn.Sequential(ConvDecoder(z, c, size, config.generator_channels, norm="batch"), nn.Tanh())
+            self.discriminator = ConvEncoder(c, size, config.discriminator_channels, 1, norm="batch")
+        else:
+            d = data_shape[0]
+            self.generator = MLP(z, config.mlp_hidden, d, activation=nn.ReLU)
+            self.discriminator = MLP(d, config.mlp_hidden, 1, activation=lambda: nn.LeakyReLU(0.2))
+
+    def optimizer_groups(self):
+        return {"discriminator": list(self.discriminator.parameters()), "generator": list(self.generator.parameters())}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+    def training_loss(self, x, labels, group, generator):
+        z = torch.randn((x.shape[0], self.config.latent_dim), generator=generator, device=x.device, dtype=x.dtype)
+        if group == "discriminator":
+            with torch.no_grad():
+                fake = self.generator(z)
+            real_logits, fake_logits = self.discriminator(torch.cat([x, fake])).float().chunk(2)
+            real_target = torch.full_like(real_logits, 1.0 - self.config.label_smoothing)
+            loss = F.binary_cross_entropy_with_logits(real_logits, real_target) + \
+                F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+            return LossOutput(loss, {"d_loss": loss.item(), "d_real": torch.sigmoid(real_logits).mean().item(),
+                                     "d_fake": torch.sigmoid(fake_logits).mean().item()})
+        fake_logits = self.discriminator(self.generator(z)).float()
+        loss = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))  # non-saturating
+        return LossOutput(loss, {"g_loss": loss.item()})
+
+    @torch.inference_mode()
+    def sample(self, n, labels=None, generator=None, **_: Any) -> torch.Tensor:
+        if labels is not None:
+            raise ValueError("DCGAN is unconditional; sample without labels")
+        return self.generator(self.noise((n, self.config.latent_dim), generator))

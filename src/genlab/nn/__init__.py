@@ -1,0 +1,1 @@
+"""Building blocks shared by every family: one copy of each."""

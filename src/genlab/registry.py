@@ -1,0 +1,30 @@
+"""Name -> model class. The CLI, checkpoints and the contract test all go through here."""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import UnknownNameError
+
+# name -> "module:Class". Imported lazily so `import genlab` stays fast.
+_MODELS: dict[str, str] = {
+    "vae": "genlab.models.vae.vae:VAE",
+    "dcgan": "genlab.models.gan.dcgan:DCGAN",
+    "ddpm": "genlab.models.diffusion.ddpm:DDPM",
+}
+
+
+def model_names() -> list[str]:
+    return list(_MODELS)
+
+
+def get_model_class(name: str):
+    if name not in _MODELS:
+        raise UnknownNameError("model", name, list(_MODELS))
+    module, cls = _MODELS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def register_model(name: str, target: str) -> None:
+    """Register a model class given as "package.module:ClassName" (for plugins and later families)."""
+    _MODELS[name] = target

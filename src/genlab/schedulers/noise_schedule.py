@@ -1,0 +1,38 @@
+"""Discrete-time variance schedules (Ho et al. 2020; cosine: Nichol & Dhariwal 2021)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+
+class NoiseSchedule:
+    """alpha_bar_t for t = 0..T-1, kept in float64 for the maths and handed out as float32."""
+
+    def __init__(self, num_steps: int = 1000, kind: Literal["linear", "cosine"] = "cosine"):
+        self.num_steps = num_steps
+        self.kind = kind
+        if kind == "linear":
+            # the DDPM paper's 1e-4..0.02 over 1000 steps, rescaled so other step counts keep the same curve
+            scale = 1000 / num_steps
+            betas = torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)
+        elif kind == "cosine":
+            s = 0.008
+            f = torch.cos((torch.arange(num_steps + 1, dtype=torch.float64) / num_steps + s) / (1 + s) * math.pi / 2) ** 2
+            betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+        else:
+            raise ValueError(f"unknown schedule '{kind}': use 'linear' or 'cosine'")
+        self.betas = betas
+        self.alpha_bars = torch.cumprod(1 - betas, dim=0)
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at integer timesteps t, float32 on t's device."""
+        ab = self.alpha_bars.to(t.device)[t]
+        return (ab / (1 - ab)).float()
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t | x_0): sqrt(ab) x0 + sqrt(1 - ab) noise, computed in float32 whatever x0's dtype."""
+        ab = self.alpha_bars.to(device=x0.device)[t].float().view(-1, *([1] * (x0.dim() - 1)))
+        return (ab.sqrt() * x0.float() + (1 - ab).sqrt() * noise.float()).to(x0.dtype)
