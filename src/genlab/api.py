@@ -88,7 +88,9 @@ def train_with_result(model: str | None = None, data: str = "digits", *, out=Non
         tcfg = from_dict(TrainConfig, tcfg_dict, "train").resolved(model_cls.train_defaults)
         dataset = load_dataset(tcfg.data, data_dir=tcfg.data_dir, image_size=tcfg.image_size,
                                download=tcfg.download, seed=tcfg.seed)
-        net = model_cls(mcfg, dataset.shape, dataset.num_classes)
+        with torch.random.fork_rng(devices=[]):  # the initial weights follow --seed, on every process alike
+            torch.manual_seed(tcfg.seed)
+            net = model_cls(mcfg, dataset.shape, dataset.num_classes)
         out = Path(out) if out else Path("runs") / f"{model}-{dataset.name.replace(':', '-').replace('/', '_')}"
         proc = distributed.setup(resolve_device(tcfg.device).type)
         if proc.is_main:

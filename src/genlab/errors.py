@@ -13,6 +13,10 @@ class UnknownNameError(GenlabError, KeyError):
         return str(self.args[0])
 
 
+class ArgumentError(GenlabError, ValueError):
+    """An argument that cannot work as given: class labels out of range, sampler steps, batch size."""
+
+
 class DataError(GenlabError):
     """Missing, truncated or malformed data files."""
 

@@ -89,6 +89,8 @@ class Run:
                data_info: dict[str, Any], overwrite: bool = False) -> "Run":
         path = Path(path)
         if (path / "config.yaml").exists() or (path.exists() and any(path.iterdir())):
+            if not (path / "config.yaml").exists():  # --overwrite deletes runs, never other folders
+                raise RunExistsError(f"{path} is not empty and is not a genlab run; choose another --out.")
             if not overwrite:
                 raise RunExistsError(
                     f"{path} already holds a run. Continue it with `genlab train --resume {path}`, "

@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from ..errors import ArgumentError
+
 
 @dataclass
 class LossOutput:
@@ -45,6 +47,11 @@ class GenerativeModel(nn.Module, abc.ABC):
     @property
     def is_image(self) -> bool:
         return len(self.data_shape) == 3
+
+    @property
+    def conditional(self) -> bool:
+        """Whether samples can be asked for by class label (the data has classes and the config uses them)."""
+        return bool(self.num_classes) and bool(getattr(self.config, "class_conditional", False))
 
     @property
     def device(self) -> torch.device:
@@ -81,9 +88,9 @@ class GenerativeModel(nn.Module, abc.ABC):
     def check_labels(self, n: int, labels: torch.Tensor | None) -> torch.Tensor | None:
         if labels is None:
             return None
-        if not self.num_classes:
-            raise ValueError(f"{type(self).__name__} was trained without labels; sample without --labels")
+        if not self.conditional:
+            raise ArgumentError(f"{type(self).__name__} was trained without labels; sample without --labels")
         labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
         if len(labels) != n or labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must be {n} integers in [0, {self.num_classes}), got {labels.tolist()[:8]}...")
+            raise ArgumentError(f"labels must be {n} integers in [0, {self.num_classes}), got {labels.tolist()[:8]}...")
         return labels

@@ -15,9 +15,10 @@ class NoiseSchedule:
         self.num_steps = num_steps
         self.kind = kind
         if kind == "linear":
-            # the DDPM paper's 1e-4..0.02 over 1000 steps, rescaled so other step counts keep the same curve
+            # the DDPM paper's 1e-4..0.02 over 1000 steps, rescaled so other step counts keep the same curve;
+            # below 50 steps the rescaled betas would pass 1, so they are capped like the cosine ones
             scale = 1000 / num_steps
-            betas = torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)
+            betas = torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64).clamp(max=0.999)
         elif kind == "cosine":
             s = 0.008
             f = torch.cos((torch.arange(num_steps + 1, dtype=torch.float64) / num_steps + s) / (1 + s) * math.pi / 2) ** 2
@@ -26,6 +27,10 @@ class NoiseSchedule:
             raise ValueError(f"unknown schedule '{kind}': use 'linear' or 'cosine'")
         self.betas = betas
         self.alpha_bars = torch.cumprod(1 - betas, dim=0)
+        # q(x_t | x_0)'s coefficients, rounded to float32 only at the end: 1 - alpha_bar computed in float32
+        # loses three digits at small t, where alpha_bar is within 1e-4 of 1
+        self.sqrt_alpha_bars = self.alpha_bars.sqrt().float()
+        self.sqrt_one_minus_alpha_bars = (1 - self.alpha_bars).sqrt().float()
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at integer timesteps t, float32 on t's device."""
@@ -34,5 +39,7 @@ class NoiseSchedule:
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """q(x_t | x_0): sqrt(ab) x0 + sqrt(1 - ab) noise, computed in float32 whatever x0's dtype."""
-        ab = self.alpha_bars.to(device=x0.device)[t].float().view(-1, *([1] * (x0.dim() - 1)))
-        return (ab.sqrt() * x0.float() + (1 - ab).sqrt() * noise.float()).to(x0.dtype)
+        shape = (-1, *([1] * (x0.dim() - 1)))
+        signal = self.sqrt_alpha_bars.to(x0.device)[t].view(shape)
+        noise_scale = self.sqrt_one_minus_alpha_bars.to(x0.device)[t].view(shape)
+        return (signal * x0.float() + noise_scale * noise.float()).to(x0.dtype)

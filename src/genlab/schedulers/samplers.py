@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import ArgumentError
 from .noise_schedule import NoiseSchedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> predicted noise
@@ -52,7 +53,7 @@ def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, shape: tuple[i
 def ddim_timesteps(num_train_steps: int, steps: int) -> list[int]:
     """`steps` timesteps spread evenly over [0, T-1], ending at T-1 ("trailing" spacing)."""
     if not 1 <= steps <= num_train_steps:
-        raise ValueError(f"DDIM steps must be between 1 and {num_train_steps}, got {steps}")
+        raise ArgumentError(f"DDIM steps must be between 1 and {num_train_steps}, got {steps}")
     return sorted({round(num_train_steps - 1 - i * num_train_steps / steps) for i in range(steps)})
 
 

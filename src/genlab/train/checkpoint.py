@@ -51,12 +51,16 @@ def save(ckpt_root: Path, step: int, model_name: str, model_state: dict, ema_sta
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     contiguous = lambda sd: {k: v.detach().contiguous().cpu() for k, v in sd.items()}
-    save_file(contiguous(model_state), tmp / "model.safetensors")
-    save_file(contiguous(ema_state), tmp / "ema.safetensors")
-    torch.save(trainer_state, tmp / "state.pt")
-    meta = {"model": model_name, "step": step, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "sha256": {f: sha256(tmp / f) for f in FILES}}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    try:
+        save_file(contiguous(model_state), tmp / "model.safetensors")
+        save_file(contiguous(ema_state), tmp / "ema.safetensors")
+        torch.save(trainer_state, tmp / "state.pt")
+        meta = {"model": model_name, "step": step, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "sha256": {f: sha256(tmp / f) for f in FILES}}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    except BaseException:  # a full disk or Ctrl-C mid-write: drop the partial copy, keep the last good one
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

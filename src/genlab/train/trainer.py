@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data import Dataset
-from ..errors import TrainingDiverged
+from ..errors import ArgumentError, TrainingDiverged
 from ..imageio import save_samples
 from ..runs import Run, TrainResult
 from . import checkpoint as ckpt
@@ -85,8 +85,8 @@ class Trainer:
         self.y = dataset.y_train.to(self.device) if dataset.y_train is not None else None
         self.global_batch = self.cfg.batch_size * self.proc.world_size
         if len(self.x) < self.global_batch:
-            raise ValueError(f"the dataset has {len(self.x)} training items, fewer than one batch of "
-                             f"{self.global_batch}; lower --batch-size")
+            raise ArgumentError(f"the dataset has {len(self.x)} training items, fewer than one batch of "
+                                f"{self.global_batch}; lower --batch-size")
         self.steps_per_epoch = len(self.x) // self.global_batch
         self.log = _logger(run.path / "log.txt" if self.proc.is_main else None)
         self._preview_z_seed = self.cfg.seed + 12345
@@ -246,7 +246,7 @@ class Trainer:
         model.eval()
         gen = torch.Generator(self.device).manual_seed(self._preview_z_seed)
         labels = None
-        if self.dataset.num_classes and getattr(model.config, "class_conditional", False):
+        if model.conditional:
             labels = torch.arange(n, device=self.device) % self.dataset.num_classes
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             samples = model.sample(n, labels=labels, generator=gen, **preview_options(model))

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ArgumentError
 from ...nn.distributions import discretized_gaussian_log_likelihood, nats_to_bits_per_dim
 from ...nn.unet import MLPDenoiser, UNet
 from ...schedulers import SAMPLERS, NoiseSchedule
@@ -109,15 +110,15 @@ class DDPM(GenerativeModel):
         labels = self.check_labels(n, labels)
         sampler = sampler or self.config.sampler
         if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler '{sampler}'; choose from {sorted(SAMPLERS)}")
+            raise ArgumentError(f"unknown sampler '{sampler}'; choose from {sorted(SAMPLERS)}")
         denoise = self._denoiser(labels, guidance_scale)
         p = next(self.parameters())
         kwargs = dict(generator=generator, device=p.device, dtype=p.dtype,
                       clip=1.0 if (self.config.clip_denoised and self.is_image) else None, progress=progress)
         if sampler == "ddim":
-            kwargs.update(steps=steps or self.config.sampling_steps, eta=eta)
+            kwargs.update(steps=self.config.sampling_steps if steps is None else steps, eta=eta)
         elif steps not in (None, self.config.num_timesteps):
-            raise ValueError(f"the ddpm sampler always takes {self.config.num_timesteps} steps; use --sampler ddim --steps {steps}")
+            raise ArgumentError(f"the ddpm sampler always takes {self.config.num_timesteps} steps; use --sampler ddim --steps {steps}")
         return SAMPLERS[sampler](denoise, self.schedule, (n, *self.data_shape), **kwargs)
 
     def _denoiser(self, labels, guidance_scale):
@@ -138,6 +139,8 @@ class DDPM(GenerativeModel):
         The sum over the T-1 KL terms is estimated from `timesteps` stratified timesteps (unbiased);
         pass timesteps=num_timesteps for the full sum.
         """
+        if not self.is_image:
+            raise TypeError("bits/dim is defined for 8-bit images, not for point data")
         sched, T = self.schedule, self.config.num_timesteps
         ab = sched.alpha_bars.to(x.device)
         betas = sched.betas.to(x.device)

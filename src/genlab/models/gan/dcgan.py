@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ArgumentError
 from ...nn.convnets import MLP, ConvDecoder, ConvEncoder
 from ..base import GenerativeModel, LossOutput
 
@@ -70,5 +71,5 @@ class DCGAN(GenerativeModel):
     @torch.inference_mode()
     def sample(self, n, labels=None, generator=None, **_: Any) -> torch.Tensor:
         if labels is not None:
-            raise ValueError("DCGAN is unconditional; sample without labels")
+            raise ArgumentError("DCGAN is unconditional; sample without labels")
         return self.generator(self.noise((n, self.config.latent_dim), generator))
