@@ -1,0 +1,132 @@
+"""Fixtures shared by the test suite: tiny model configs, fast trainer settings, the CLI, shared MNIST.
+
+Everything here is generic so that any test module (models, training, evaluation...) can use it.
+The machine is shared: one thread per process, tiny networks, a few steps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the CLI and torchrun subprocesses
+torch.set_num_threads(1)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The smallest settings under which each registered model still trains. A new model must add its
+# entry here: the contract test refuses to run a model at its full, slow default size.
+TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
+    "vae": {"latent_dim": 4, "base_channels": 8, "mlp_hidden": 32},
+    "dcgan": {"latent_dim": 8, "generator_channels": 8, "discriminator_channels": 8, "mlp_hidden": 32},
+    "ddpm": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 10, "mlp_hidden": 32},
+}
+
+# Trainer settings for tests: small batches, no warm-up, a metrics line every step, no previews or
+# periodic checkpoints unless a test asks for them, always the CPU.
+TINY_TRAIN_OPTIONS: dict[str, Any] = {
+    "batch_size": 16, "warmup_steps": 0, "log_every": 1, "sample_every": 0, "checkpoint_every": 0, "device": "cpu",
+}
+
+
+def tiny_config(model: str, **changes: Any) -> dict[str, Any]:
+    """The tiny config of a registered model as a dict (for `model_config=`), with `changes` applied."""
+    if model not in TINY_MODEL_CONFIGS:
+        raise KeyError(f"model '{model}' has no tiny test config: add one to TINY_MODEL_CONFIGS in tests/conftest.py")
+    return {**TINY_MODEL_CONFIGS[model], **changes}
+
+
+def tiny_set_args(model: str, **changes: Any) -> list[str]:
+    """The tiny config as CLI arguments: ["--set", "key=value", ...]."""
+    args: list[str] = []
+    for key, value in tiny_config(model, **changes).items():
+        args += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
+    return args
+
+
+@pytest.fixture
+def tiny_model_config() -> Callable[..., dict[str, Any]]:
+    """`tiny_model_config("vae", beta=2.0)` -> the model's tiny config dict."""
+    return tiny_config
+
+
+@pytest.fixture
+def tiny_model_set_args() -> Callable[..., list[str]]:
+    """`tiny_model_set_args("vae")` -> ["--set", "latent_dim=4", ...] for the CLI."""
+    return tiny_set_args
+
+
+@pytest.fixture
+def tiny_train_options() -> dict[str, Any]:
+    """A fresh copy of the fast trainer settings (TrainConfig fields)."""
+    return dict(TINY_TRAIN_OPTIONS)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A path for a new run directory (not created)."""
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def train_tiny(tmp_path: Path) -> Callable[..., Any]:
+    """`train_tiny("vae", steps=4, data="digits", out=None, model_config=None, **train_options)` -> Run.
+
+    Trains the model's tiny config with the fast trainer settings (overridable) into a fresh directory.
+    """
+    import genlab
+
+    counter = iter(range(1_000_000))
+
+    def train(model: str, steps: int = 4, data: str = "digits", out: str | Path | None = None,
+              model_config: dict[str, Any] | None = None, **train_options: Any):
+        out = Path(out) if out is not None else tmp_path / f"{model}-{data}-{next(counter)}"
+        options = {**TINY_TRAIN_OPTIONS, **train_options}
+        return genlab.train(model, data, out=out, steps=steps, model_config=model_config or tiny_config(model),
+                            progress=False, **options)
+
+    return train
+
+
+def _cli_command() -> list[str]:
+    script = Path(sys.executable).with_name("genlab")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "genlab.cli"]
+
+
+@pytest.fixture
+def genlab_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the installed `genlab` command in a subprocess (cwd: the test's tmp_path) -> CompletedProcess."""
+
+    def run(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        return subprocess.run([*_cli_command(), *map(str, args)], cwd=cwd or tmp_path, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def genlab_command() -> list[str]:
+    """The argv prefix that starts the `genlab` command (for tests that manage the process themselves)."""
+    return _cli_command()
+
+
+def shared_mnist_dir() -> Path:
+    """`GENLAB_MNIST_DIR`, else the shared copy beside the repository (../shared/data/mnist)."""
+    env = os.environ.get("GENLAB_MNIST_DIR")
+    return Path(env) if env else (REPO_ROOT / ".." / "shared" / "data" / "mnist").resolve()
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The directory of the shared MNIST IDX files; skips the test when it holds none."""
+    path = shared_mnist_dir()
+    if not any(path.glob("*-idx*-ubyte*")):
+        pytest.skip(f"no MNIST IDX files in {path} (set GENLAB_MNIST_DIR to a directory holding them)")
+    return path
