@@ -35,7 +35,8 @@ class DDPMConfig:
     mlp_hidden: int = 128  # network width for 2-D point data
     num_timesteps: int = 1000
     schedule: Literal["linear", "cosine"] = "cosine"
-    loss_weighting: Literal["uniform", "min_snr"] = "min_snr"
+    # None: min_snr for images (fast convergence), uniform for points (whose fine detail lives at low noise)
+    loss_weighting: Literal["uniform", "min_snr"] | None = None
     min_snr_gamma: float = 5.0
     class_conditional: bool = False
     label_dropout: float = 0.1  # share of batches trained without labels (for classifier-free guidance)
@@ -79,6 +80,8 @@ class DDPM(GenerativeModel):
                                  dropout=config.dropout, num_classes=cond_classes)
         else:
             self.net = MLPDenoiser(data_shape[0], config.mlp_hidden, num_classes=cond_classes)
+        if config.loss_weighting is None:
+            self.config = config = replace(config, loss_weighting="min_snr" if self.is_image else "uniform")
         self.schedule = NoiseSchedule(config.num_timesteps, config.schedule)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Variational autoencoder (Kingma & Welling 2014) with a Gaussian decoder of learned scale.
 
-The decoder's log-scale is one learned number per channel (the "calibrated decoder" of Rybkin et al.
-2021, sigma-VAE): the balance between reconstruction and KL is learned rather than hand-tuned, and
-the model keeps a proper likelihood, reported as a bound in bits/dim with a discretized Gaussian.
+The decoder's scale is one number per channel set to its optimum, the batch's reconstruction RMSE
+(the "optimal sigma" calibrated decoder of Rybkin et al. 2021): the balance between reconstruction and KL
+follows the fit instead of being hand-tuned or learned slowly by gradient steps (a slowly learned scale
+lets the KL win early and the posterior collapse). A running average of it is kept for the likelihood,
+reported as a bound in bits/dim with a discretized Gaussian.
 `beta` weights the KL term (Higgins et al. 2017); beta = 1 is the plain VAE.
 """
 
@@ -26,6 +28,7 @@ class VAEConfig:
     base_channels: int = 32
     mlp_hidden: int = 128  # for 2-D point data
     beta: float = 1.0
+    kl_warmup_steps: int = 500  # KL weight grows linearly from 0 to beta: avoids early posterior collapse
     min_log_scale: float = -4.0  # floor of the decoder's log-scale: keeps the KL from being drowned out
     class_conditional: bool = False
 
@@ -45,12 +48,14 @@ class VAE(GenerativeModel):
             c, size = data_shape[0], data_shape[-1]
             self.encoder = ConvEncoder(c, size, config.base_channels, 2 * z, norm="group", activation=nn.SiLU())
             self.decoder = ConvDecoder(z, c, size, config.base_channels, norm="group", activation=nn.SiLU())
-            self.log_scale = nn.Parameter(torch.zeros(c, 1, 1))
+            self.register_buffer("log_scale", torch.zeros(c, 1, 1))
         else:
             d = data_shape[0]
             self.encoder = MLP(d, config.mlp_hidden, 2 * z)
             self.decoder = MLP(z, config.mlp_hidden, d)
-            self.log_scale = nn.Parameter(torch.zeros(d))
+            self.register_buffer("log_scale", torch.zeros(d))
+        # training updates seen, for the KL warm-up; a buffer so checkpoints and resume carry it
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.encoder(x).chunk(2, dim=1)  # (B, z) each
@@ -65,8 +70,11 @@ class VAE(GenerativeModel):
         """Reconstruction through the posterior mean."""
         return self.decode(self.encode(x)[0])
 
-    def _log_scale(self) -> torch.Tensor:
-        return self.log_scale.clamp(min=self.config.min_log_scale)
+    def _optimal_log_scale(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """log of the per-channel RMSE: the decoder scale that maximises this batch's likelihood."""
+        dims = [0] + list(range(2, x.dim())) if self.is_image else [0]
+        mse = (x - recon).pow(2).mean(dim=dims, keepdim=True)[0]
+        return (0.5 * mse.clamp(min=1e-12).log()).clamp(min=self.config.min_log_scale)
 
     def _elbo_terms(self, x, labels, generator):
         mean, log_var = self.encode(x)
@@ -78,10 +86,17 @@ class VAE(GenerativeModel):
 
     def training_loss(self, x, labels, group, generator):
         recon, kl = self._elbo_terms(x, labels, generator)
-        log_scale = self._log_scale()
+        log_scale = self._optimal_log_scale(x, recon)
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                self.log_scale.lerp_(log_scale.detach(), 0.01 if int(self.updates) else 1.0)
         # Gaussian negative log-likelihood per item, in nats
         nll = (0.5 * ((x - recon) * torch.exp(-log_scale)).pow(2) + log_scale + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
-        loss = (nll + self.config.beta * kl).mean() / x[0].numel()
+        warm = self.config.kl_warmup_steps
+        kl_weight = self.config.beta * (min(1.0, (int(self.updates) + 1) / warm) if warm else 1.0)
+        if torch.is_grad_enabled():
+            self.updates += 1
+        loss = (nll + kl_weight * kl).mean() / x[0].numel()
         return LossOutput(loss, {"loss": loss.item(), "recon_nats": nll.mean().item(), "kl_nats": kl.mean().item(),
                                  "decoder_log_scale": log_scale.mean().item()})
 
@@ -98,6 +113,6 @@ class VAE(GenerativeModel):
         if not self.is_image:
             raise TypeError("bits/dim is defined for 8-bit images, not for point data")
         recon, kl = self._elbo_terms(x, labels, generator)
-        log_scale = self._log_scale().expand_as(recon)
+        log_scale = self.log_scale.clamp(min=self.config.min_log_scale).expand_as(recon)
         nll = -discretized_gaussian_log_likelihood(x, recon, log_scale).flatten(1).sum(1)
         return nats_to_bits_per_dim(nll + kl, x[0].numel())

@@ -1,0 +1,21 @@
+"""The main job end to end, with seconds instead of minutes per model."""
+
+import json
+import re
+
+from genlab.demo import run_demo
+
+
+def test_demo_writes_a_self_contained_report(tmp_path):
+    report = run_demo(tmp_path / "demo", minutes_per_model=0.03, timing_samples=16)
+    html = report.read_text()
+    rows = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r["model"] for r in rows] == ["vae", "dcgan", "ddpm"]
+    for r in rows:
+        assert r["steps"] > 0 and r["parameters"] > 1000
+        assert all(v > 0 for v in r["samples_per_sec"].values())
+    # diffusion is timed with its full chain and with DDIM
+    assert set(rows[2]["samples_per_sec"]) == {"ancestral 1000 steps", "DDIM 50 steps"}
+    # every picture is embedded, none linked: 3 model grids + 1 DDIM grid + the curves
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 5
+    assert "src=\"/" not in html and "<th>samples/sec</th>" in html
