@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 import genlab
 from genlab.errors import CheckpointError, RunExistsError, TrainingDiverged
+from genlab.files import file_digest
 from genlab.registry import model_names
 from genlab.runs import Run
 from genlab.train import checkpoint as ckpt
@@ -311,7 +312,7 @@ def test_unreadable_checkpoint_with_matching_checksum(vae_run):
     step_dir = vae_run / "checkpoints" / "step-00000004"
     (step_dir / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json")
     meta = json.loads((step_dir / "meta.json").read_text())
-    meta["sha256"]["model.safetensors"] = ckpt.sha256(step_dir / "model.safetensors")
+    meta["sha256"]["model.safetensors"] = file_digest(step_dir / "model.safetensors")
     (step_dir / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=f"checkpoint {step_dir} cannot be read"):
         Run(vae_run).load_model()

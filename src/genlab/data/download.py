@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -10,14 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import DataError
-
-
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from ..files import file_digest
 
 
 def download(url: str, dest: Path, md5: str) -> Path:
@@ -28,7 +20,7 @@ def download(url: str, dest: Path, md5: str) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             shutil.copyfileobj(resp, out)
-        got = md5sum(Path(tmp))
+        got = file_digest(tmp, "md5")
         if got != md5:
             raise DataError(f"checksum mismatch for {url}: expected md5 {md5}, got {got}. Try again later.")
         os.replace(tmp, dest)

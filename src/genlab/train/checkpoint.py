@@ -10,7 +10,6 @@ leaves a half checkpoint behind a pointer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,16 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from ..files import file_digest
 
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_pointer(path: Path, target: str) -> None:
@@ -56,7 +48,7 @@ def save(ckpt_root: Path, step: int, model_name: str, model_state: dict, ema_sta
         save_file(contiguous(ema_state), tmp / "ema.safetensors")
         torch.save(trainer_state, tmp / "state.pt")
         meta = {"model": model_name, "step": step, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "sha256": {f: sha256(tmp / f) for f in FILES}}
+                "sha256": {f: file_digest(tmp / f) for f in FILES}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     except BaseException:  # a full disk or Ctrl-C mid-write: drop the partial copy, keep the last good one
         shutil.rmtree(tmp, ignore_errors=True)
@@ -114,7 +106,7 @@ def load(step_dir: Path, expected_model: str) -> tuple[dict, dict, dict, dict]:
         )
     for f in FILES:
         path = step_dir / f
-        if not path.exists() or sha256(path) != meta["sha256"].get(f):
+        if not path.exists() or file_digest(path) != meta["sha256"].get(f):
             raise CheckpointError(f"checkpoint file {path} is missing, truncated or corrupt (checksum mismatch).{fallback}")
     try:
         model_state = load_file(step_dir / "model.safetensors")
