@@ -312,7 +312,7 @@ def preview_options(model) -> dict:
     """Cheap sampling settings for in-training grids (DDIM with 50 steps for diffusion)."""
     opts = model.sample_options()
     if opts.get("sampler") == "ddpm":
-        return {"sampler": "ddim", "steps": 50}
+        return {"sampler": "ddim", "steps": min(50, opts["steps"])}  # a model of fewer timesteps allows fewer
     return opts
 
 
