@@ -77,9 +77,9 @@ def train_cmd(
                                      checkpoint_every=checkpoint_every, eval_every=eval_every).items() if v is not None}
     evaluator, best_key = None, None
     if eval_every:
-        from .eval.training import make_training_evaluator
+        from .eval.training import make_training_evaluator, planned_train_config
 
-        evaluator, best_key = make_training_evaluator()
+        evaluator, best_key = make_training_evaluator(planned_train_config(data, resume, set_, **options))
     result = train_with_result(model, data, out=out, steps=steps, minutes=minutes, resume=resume,
                                overwrite=overwrite, overrides=set_, progress=not quiet,
                                evaluator=evaluator, best_key=best_key, **options)
@@ -191,6 +191,141 @@ def demo_cmd(out: str = typer.Option("demo", help="output directory"),
 
     report = run_demo(out, minutes_per_model=minutes, data=data, data_dir=data_dir)
     typer.echo(f"report: {Path(report).resolve()}")
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def _steps_list(steps: Optional[str]) -> list:
+    if not steps:
+        return [None]
+    try:
+        return [int(s) for s in steps.split(",") if s.strip()]
+    except ValueError:
+        fail(f"--steps takes integers separated by commas, e.g. 20,50,250; got '{steps}'")
+
+
+@app.command("eval")
+def eval_cmd(
+    source: str = typer.Argument(..., help="run directory, .npz of samples, or folder of images"),
+    data: Optional[str] = typer.Option(None, help="dataset to compare with (default: the run's own)"),
+    data_dir: Optional[str] = typer.Option(None, help="directory holding the dataset's files"),
+    n: Optional[int] = typer.Option(None, "-n", help="number of samples (default: 10000 for runs, all for files)"),
+    sampler: Optional[str] = typer.Option(None, help="diffusion sampler: ddpm or ddim"),
+    steps: Optional[str] = typer.Option(None, help="sampler steps; several (20,50,250) give one column each"),
+    eta: float = typer.Option(0.0, help="DDIM eta"),
+    guidance: float = typer.Option(1.0, help="classifier-free guidance scale"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    batch_size: int = typer.Option(500, help="samples per batch (the speed is measured per batch)"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    features: str = typer.Option("auto", help="auto (genlab's feature network for the data) or a local Inception-v3 weights file"),
+    reference: str = typer.Option("train", help="real split to compare with: train or val"),
+    reference_size: int = typer.Option(10_000, help="real items in the reference (a fixed subset if the split is larger)"),
+    k: int = typer.Option(5, "-k", help="neighbours for precision/recall/density/coverage"),
+    kid_subsets: int = typer.Option(100, help="KID subsets"),
+    kid_subset_size: int = typer.Option(1000, help="KID subset size"),
+    likelihood: bool = typer.Option(True, help="held-out bits/dim for models that have a likelihood"),
+    likelihood_n: int = typer.Option(1000, help="validation items for bits/dim"),
+    memorization: bool = typer.Option(True, help="nearest-training-image check"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+    write: bool = typer.Option(True, help="append the result to eval.json"),
+    as_json: bool = typer.Option(False, "--json", help="print the eval.json entry"),
+) -> None:
+    """Measure quality, diversity, coverage, memorisation, likelihood and speed; print a table."""
+    from .eval.evaluate import evaluate_steps, summary
+
+    entries = evaluate_steps(source, data, n=n, steps=_steps_list(steps), sampler=sampler, eta=eta, guidance=guidance,
+                             seed=seed, batch_size=batch_size, checkpoint=checkpoint, data_dir=data_dir,
+                             features=features, reference=reference, reference_size=reference_size, k=k,
+                             kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, likelihood=likelihood,
+                             likelihood_n=likelihood_n, memorization=memorization, device=device, write=write,
+                             progress=not as_json)
+    typer.echo(json.dumps(entries[0] if len(entries) == 1 else entries, indent=1) if as_json else summary(entries))
+
+
+@app.command("detect")
+def detect_cmd(
+    source: Optional[str] = typer.Argument(None, help="run directory, .npz of samples, or folder of images"),
+    data: Optional[str] = typer.Option(None, help="dataset of real images (default: the run's own)"),
+    data_dir: Optional[str] = typer.Option(None, help="directory holding the dataset's files"),
+    n: int = typer.Option(2000, "-n", help="generated images (and as many real ones)"),
+    reference: str = typer.Option("train", help="real split: train or val"),
+    epochs: int = typer.Option(5, help="training epochs of the detector"),
+    seed: int = typer.Option(0, help="seed of sampling, split and training"),
+    sampler: Optional[str] = typer.Option(None, help="diffusion sampler: ddpm or ddim"),
+    steps: Optional[int] = typer.Option(None, help="sampler steps"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+    score: Optional[str] = typer.Option(None, help="score every image in this folder with a saved --detector"),
+    detector: Optional[str] = typer.Option(None, help="a detector saved by an earlier `genlab detect`"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Can a classifier tell real images from generated ones? Held-out ROC-AUC (0.5: it cannot)."""
+    if score is not None:
+        from .eval.detect import load_detector
+        from .eval.detect import score as score_items
+        from .eval.evaluate import read_images
+
+        if detector is None:
+            fail("--score needs --detector PATH (a detector saved by `genlab detect RUN`)")
+        net, meta = load_detector(detector)
+        names, x = read_images(score, tuple(meta["input_shape"]))
+        p = score_items(net, x)
+        if as_json:
+            typer.echo(json.dumps({"mean": float(p.mean()), "scores": dict(zip(names, p.tolist()))}, indent=1))
+            return
+        for name, v in sorted(zip(names, p.tolist()), key=lambda t: -t[1]):
+            typer.echo(f"{v:.4f}  {name}")
+        typer.echo(f"mean probability of being generated: {float(p.mean()):.4f} over {len(names)} images "
+                   f"(detector AUC {meta['auc']:.3f} against {meta.get('generated')})")
+        return
+    if source is None:
+        fail("give a run, .npz or image folder to test, or --score FOLDER --detector PATH")
+    from .eval.detect import detect_source
+
+    entry = detect_source(source, data, n=n, reference=reference, epochs=epochs, seed=seed, checkpoint=checkpoint,
+                          sampler=sampler, steps=steps, data_dir=data_dir, device=device)
+    if as_json:
+        typer.echo(json.dumps(entry, indent=1))
+        return
+    typer.echo(f"ROC-AUC {entry['auc']:.3f} (0.5: indistinguishable, 1.0: every sample gives itself away), "
+               f"accuracy {entry['accuracy']:.3f}, {entry['n_test_per_class']} held-out images per class")
+    if "written_to" in entry:
+        where = Path(entry["written_to"]).parent
+        typer.echo(f"most surely fake: {where / entry['files']['most_fake']}")
+        typer.echo(f"detector:         {where / entry['files']['detector']} (score images: --score DIR --detector PATH)")
+
+
+@app.command("report")
+def report_cmd(sources: List[str] = typer.Argument(..., help="run directories (or .npz / eval.json files)"),
+               out: str = typer.Option("report.html", help="the HTML file (PNGs are written beside it)"),
+               title: str = typer.Option("genlab: the trilemma", help="page title")) -> None:
+    """One HTML page across runs: every measure, quality vs diversity vs speed, steps curves, samples."""
+    from .eval.report import make_report
+
+    path = make_report(sources, out, title)
+    typer.echo(f"report: {path.resolve()}")
+
+
+features_app = typer.Typer(no_args_is_help=True, help="The feature network that evaluation measures with.")
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("train")
+def features_train_cmd(
+    data: str = typer.Option("digits", help="dataset whose real training images the network learns"),
+    data_dir: Optional[str] = typer.Option(None, help="directory holding the dataset's files"),
+    image_size: Optional[int] = typer.Option(None, help="resize images to this size"),
+    retrain: bool = typer.Option(False, help="train again even if cached"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+) -> None:
+    """Train (or show the cached) feature network for a dataset; prints its held-out accuracy."""
+    from .data import load_dataset
+    from .eval.features import cache_root, load_or_train
+    from .runs import resolve_device
+
+    dataset = load_dataset(data, data_dir=data_dir, image_size=image_size)
+    fx = load_or_train(dataset, device=resolve_device(device or "auto"), retrain=retrain, progress=True)
+    typer.echo(f"{fx.name}  sha256 {fx.sha256[:12]}  {100 * fx.accuracy:.2f}% {fx.accuracy_note}")
+    typer.echo(f"trained on {fx.meta['train_size']} images in {fx.meta['train_seconds']} s; cached in {cache_root() / 'features'}")
 
 
 def main() -> None:

@@ -39,3 +39,7 @@ class TrainingDiverged(GenlabError):
             "Lower the learning rate (--lr) or the gradient clip (--set grad_clip=...), then resume."
         )
         self.step = step
+
+
+class EvalInputError(GenlabError):
+    """Samples, data or a feature network that cannot be evaluated together (shape, channels, NaN, empty)."""

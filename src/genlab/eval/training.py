@@ -1,0 +1,81 @@
+"""Evaluation during training (`genlab train --eval-every N`): same protocol, fewer samples.
+
+The trainer calls `evaluator(ema_model, step)` every `eval_every` steps, writes the scores to
+metrics.jsonl and keeps a "best" checkpoint by the key returned with the evaluator (FID, lower is better).
+The evaluator draws `eval_samples` samples (TrainConfig) from the same seed every time, so successive
+scores differ by the model alone, with the model's cheap preview sampler (DDIM 50 for diffusion), and
+measures them against the same cached reference as `genlab eval`. Memorisation, likelihood and speed
+are left to `genlab eval`: they would cost more than the training step budget is worth.
+
+The evaluator is made before the run exists (the CLI builds it while parsing), so it loads the data and
+the feature network on its first call.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..config import apply_overrides, from_dict, to_dict
+from ..runs import Run, TrainConfig
+
+
+def planned_train_config(data: str = "digits", resume: str | None = None, overrides: Sequence[str] = (),
+                         **options: Any) -> TrainConfig:
+    """The TrainConfig that `genlab.train(data=..., resume=..., overrides=..., **options)` will use."""
+    from ..api import _split_overrides
+
+    _, train_over = _split_overrides(list(overrides))
+    base = to_dict(Run(resume).train_config if resume else TrainConfig(data=data))
+    return from_dict(TrainConfig, apply_overrides({**base, **options}, train_over), "train")
+
+
+def make_training_evaluator(train_config: TrainConfig, *, features: str = "auto", k: int = 5, kid_subsets: int = 10,
+                            seed: int = 0, best_key: str = "fid") -> tuple[Callable[[Any, int], dict[str, Any]], str]:
+    """(evaluator(model, step) -> scores, the score that picks the best checkpoint, lower is better)."""
+    state: dict[str, Any] = {}
+
+    def setup(device: torch.device) -> None:
+        from ..data import load_dataset
+        from .features import feature_extractor
+        from .protocol import reference_stats
+
+        cfg = train_config
+        dataset = load_dataset(cfg.data, data_dir=cfg.data_dir, image_size=cfg.image_size, download=cfg.download,
+                               seed=cfg.seed)
+        extractor = feature_extractor(dataset, features, device=device)
+        state.update(dataset=dataset, extractor=extractor, reference=reference_stats(extractor, dataset))
+
+    def evaluator(model, step: int) -> dict[str, Any]:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return {}  # the trainer only uses the scores of the main process
+        from ..train.trainer import preview_options
+        from .evaluate import measure
+        from .protocol import Protocol
+        from .speed import timed_sampling
+
+        device = next(model.parameters()).device
+        if not state:
+            setup(device)
+        n = train_config.eval_samples
+        labels = None
+        if getattr(model.config, "class_conditional", False) and model.num_classes:
+            labels = torch.arange(n) % model.num_classes
+        options = preview_options(model)
+        was_training = model.training
+        model.eval()
+        try:
+            samples, speed = timed_sampling(model, n, seed=seed, labels=labels, options=options, warmup=0)
+        finally:
+            model.train(was_training)
+        result = measure(samples, state["dataset"], state["extractor"], state["reference"], requested=labels, k=k,
+                         kid_subsets=kid_subsets, seed=seed, memorization=False)
+        ex, ref = state["extractor"], state["reference"]
+        protocol = Protocol(ex.name, ex.sha256, state["dataset"].name, ref.split, ref.size, n, k, kid_subsets,
+                            result["kid_subset_size"], options.get("sampler", "direct"), options.get("steps", 1), seed)
+        scores = {key: round(v, 6) if isinstance(v, float) else v for key, v in result["scores"].items()}
+        return {**scores, "samples_per_sec": round(speed["samples_per_sec"], 2), "protocol": protocol.to_dict()}
+
+    return evaluator, best_key
