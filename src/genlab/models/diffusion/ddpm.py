@@ -161,7 +161,7 @@ class DDPM(GenerativeModel):
         edges = torch.linspace(1, T, k + 1).long()
         for i in range(k):
             lo, hi = int(edges[i]), int(edges[i + 1])
-            t = torch.randint(lo, max(hi, lo + 1), (b,), generator=generator, device="cpu").to(x.device)
+            t = torch.randint(lo, max(hi, lo + 1), (b,), generator=generator, device=x.device)
             noise = torch.randn(x.shape, generator=generator, device=x.device)
             x_t = sched.add_noise(x, noise, t)
             eps = self(x_t, t, cond).float()
