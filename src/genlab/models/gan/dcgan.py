@@ -22,8 +22,8 @@ from ..base import GenerativeModel, LossOutput
 @dataclass
 class DCGANConfig:
     latent_dim: int = 64
-    generator_channels: int = 64
-    discriminator_channels: int = 64
+    generator_channels: int = 32  # 32 trains MNIST well and 4x faster than the paper's 64 on a CPU
+    discriminator_channels: int = 32
     mlp_hidden: int = 128
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
 
@@ -58,7 +58,9 @@ class DCGAN(GenerativeModel):
         if group == "discriminator":
             with torch.no_grad():
                 fake = self.generator(z)
-            real_logits, fake_logits = self.discriminator(torch.cat([x, fake])).float().chunk(2)
+            # real and fake in separate batches, as in the paper: with batch norm in the discriminator, a
+            # mixed batch lets it judge by batch statistics that the generator's fake-only batch never shows
+            real_logits, fake_logits = self.discriminator(x).float(), self.discriminator(fake).float()
             real_target = torch.full_like(real_logits, 1.0 - self.config.label_smoothing)
             loss = F.binary_cross_entropy_with_logits(real_logits, real_target) + \
                 F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
