@@ -29,9 +29,9 @@ class VAEConfig:
     mlp_hidden: int = 128  # for 2-D point data
     beta: float = 1.0
     kl_warmup_steps: int = 500  # KL weight grows linearly from 0 to beta: avoids early posterior collapse
-    # floor of the decoder's log-scale (sigma >= 0.3 on the [-1, 1] scale): below it the reconstruction
+    # floor of the decoder's log-scale (sigma >= 0.5 on the [-1, 1] scale): below it the reconstruction
     # term drowns the KL, the posterior spreads away from the prior and prior samples fall into its holes
-    min_log_scale: float = -1.2
+    min_log_scale: float = -0.7
     class_conditional: bool = False
 
 
