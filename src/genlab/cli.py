@@ -94,16 +94,9 @@ def train_cmd(
 
 
 def _relaunch_with_torchrun(nproc: int) -> int:
-    args = [a for a in sys.argv[1:]]
-    cleaned, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
+    args, cleaned = sys.argv[1:], []
+    for i, a in enumerate(args):  # drop "--nproc N" / "--nproc=N": the children must not relaunch
+        if a == "--nproc" or a.startswith("--nproc=") or (i and args[i - 1] == "--nproc"):
             continue
         cleaned.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -334,9 +327,6 @@ def main() -> None:
     except GenlabError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.secho("interrupted", err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

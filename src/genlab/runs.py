@@ -10,7 +10,6 @@ runs/NAME/
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -209,10 +208,6 @@ class Run:
 def model_config_from(model_name: str, overrides: dict[str, Any] | None = None):
     cls = get_model_class(model_name)
     return from_dict(cls.config_class, overrides or {}, f"{model_name} config")
-
-
-def replace_config(cfg, **changes):
-    return dataclasses.replace(cfg, **changes)
 
 
 @dataclass

@@ -17,6 +17,8 @@ are never comparable.
 
 from __future__ import annotations
 
+import abc
+
 import hashlib
 import json
 import math
@@ -111,7 +113,7 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- interface
-class FeatureExtractor:
+class FeatureExtractor(abc.ABC):
     """Maps items to features (and, for a data classifier, class logits) in batches, without gradients."""
 
     name: str = ""
@@ -133,8 +135,9 @@ class FeatureExtractor:
                 f"{tuple(self.input_shape)}. Evaluate samples of the dataset's shape (resize them, or load the data "
                 f"with --image-size {x.shape[-1]} so genlab trains a feature network at that size).")
 
+    @abc.abstractmethod
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError  # each network implements it
+        """(features, class logits or None) for one batch."""
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
