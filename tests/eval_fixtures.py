@@ -45,8 +45,10 @@ def tiny_features(eval_cache, digits) -> CNNFeatures:
 
 @pytest.fixture(scope="session")
 def default_digits_features(eval_cache, digits) -> CNNFeatures:
-    """The default feature network for digits, in the session cache, so CLI subprocesses find it there."""
-    return load_or_train(digits)
+    """The default feature network for digits: the pinned one genlab ships (what `genlab eval` uses)."""
+    from genlab.eval.features import feature_extractor
+
+    return feature_extractor(digits)
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def run_main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 def trained_run(tmp_path_factory) -> Path:
     """A class-conditional VAE on digits trained 3 steps through `genlab train`."""
     out = tmp_path_factory.mktemp("cli") / "vae-run"
-    result = invoke("train", "vae", "--out", out, "--steps", 3, *FAST, *tiny_set_args("vae", class_conditional=True))
+    result = invoke("train", "vae", "--out", out, "--steps", 3, *FAST, *tiny_set_args("vae"), "--condition", "label")
     assert result.exit_code == 0, result.output
     assert f"finished: {out} at step 3" in result.stdout and "effective batch 16" in result.stdout
     return out
@@ -69,7 +69,8 @@ def test_datasets_lists_every_dataset():
     result = invoke("datasets")
     assert result.exit_code == 0
     names = [line.split()[0] for line in result.stdout.splitlines()[1:] if line and not line.startswith(" ")]
-    assert names == [info.name for info in dataset_infos()] + ["imagefolder:PATH"]
+    assert names == [info.usage or info.name for info in dataset_infos()]
+    assert {"imagefolder:PATH", "text:PATH", "digits", "mnist"} <= set(names)  # named sets and schemes alike
 
 
 def test_train_writes_a_run(trained_run):
@@ -123,7 +124,7 @@ def test_info_text_and_json(trained_run):
     info = json.loads(invoke("info", trained_run, "--json").stdout)
     assert info["model"] == "vae" and info["step"] == 3 and info["status"] == "finished"
     assert info["world_size"] == 1 and info["effective_batch_size"] == 16
-    assert info["model_config"]["latent_dim"] == 4 and info["model_config"]["class_conditional"] is True
+    assert info["model_config"]["latent_dim"] == 4 and info["conditions"] == ["label"]
     assert info["data"]["shape"] == [1, 8, 8] and info["parameters"] > 0
     assert info["checkpoint"].endswith("step-00000003") and "loss" in info["last_losses"]
 
@@ -171,8 +172,12 @@ def test_existing_out_is_refused(trained_run, monkeypatch, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-n", "4", "--labels", "12"], "labels must be 4 integers in [0, 10)"),
-        (["-n", "4", "--out", "samples.txt"], "use a .png (grid) or .npz"),
+        (["-n", "4", "--labels", "12"], "class labels must lie in [0, 10)"),
+        (["-n", "4", "--class", "seven"], "--class takes class numbers"),
+        (["-n", "4", "--out", "samples.txt"], "that kind is written to .png"),
+        (["--prompt", "a thick seven"], "this vae run takes no prompt (its conditions: label)"),
+        (["--input", "x.png"], "this vae run takes no input file (its conditions: label)"),
+        (["--mask", "x.png"], "this vae run takes no mask (its conditions: label)"),
         (["-n", "0"], "number of samples must be at least 1"),
         (["--checkpoint", "best"], "no checkpoint 'best'"),
     ],
@@ -189,7 +194,7 @@ def test_sample_errors(args, message, trained_run, monkeypatch, capsys, tmp_path
         (["--sampler", "euler"], "unknown sampler 'euler'; choose from ['ddim', 'ddpm']"),
         (["--steps", "7"], "the ddpm sampler always takes 50 steps; use --sampler ddim --steps 7"),
         (["--sampler", "ddim", "--steps", "0"], "DDIM steps must be between 1 and 50, got 0"),
-        (["--labels", "1"], "DDPM was trained without labels"),
+        (["--labels", "1"], "this ddpm run was trained without class labels"),
     ],
 )
 def test_diffusion_sample_errors(args, message, ddpm_run, monkeypatch, capsys, tmp_path):

@@ -1,4 +1,7 @@
-"""genlab.data: every loader, on files the tests write themselves (IDX .gz, CIFAR pickles, PNG folders)."""
+"""genlab.data: the image and point loaders, on files the tests write themselves (IDX .gz, CIFAR pickles, PNGs).
+
+The other sources (text, pairs, series, audio, two domains, the image-folder cache) are in test_data_sources.py.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from genlab.data import Dataset, dataset_infos, load_dataset
-from genlab.data.images import CIFAR_URL, IDX_SOURCES, read_idx
+from genlab.data import Dataset, LoadOptions, dataset_infos, load_data, load_dataset
+from genlab.data.images import CIFAR_MD5, CIFAR_URL, IDX_SOURCES, read_idx
 from genlab.data.toy import EIGHT_GAUSSIANS_STD, eight_gaussians_centers
 from genlab.errors import DataError, UnknownNameError
 
 MNIST_URL = IDX_SOURCES["mnist"][0]
+
+
+@pytest.fixture(autouse=True)
+def genlab_cache(tmp_path_factory, monkeypatch):
+    """imagefolder:PATH converts into $GENLAB_CACHE: a fresh one per test, apart from the image folders."""
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 def check_split(ds: Dataset, n_total: int, item_shape: tuple[int, ...]) -> None:
@@ -57,6 +66,18 @@ def test_digits_resize():
     ds = load_dataset("digits", image_size=16)
     assert ds.shape == (1, 16, 16)
     assert in_unit_range(ds.x_train)
+
+
+def test_digits_and_points_are_stored_as_float():
+    # digits has 17 grey levels (0..16), not 256: uint8 would not hold them exactly
+    assert load_dataset("digits").stored_train.dtype == torch.float32
+    assert load_dataset("moons").stored_train.dtype == torch.float32
+
+
+def test_loaders_take_load_options(tmp_path):
+    write_idx_pair(tmp_path, "t10k", 10, seed=0)
+    ds = load_data("kmnist", LoadOptions(data_dir=tmp_path, seed=2, val_fraction=0.3))
+    assert isinstance(ds, Dataset) and len(ds.x_val) == 3 and ds.class_names[1] == "ki"
 
 
 # ------------------------------------------------------------------ IDX (MNIST family)
@@ -117,10 +138,29 @@ def test_idx_both_splits_use_test_for_validation(tmp_path):
     assert ds.class_names[0] == "T-shirt/top"
 
 
+def test_idx_is_stored_as_uint8(tmp_path):
+    images, _ = write_idx_pair(tmp_path, "train", 6, seed=0)
+    write_idx_pair(tmp_path, "t10k", 3, seed=1)
+    ds = load_dataset("mnist", data_dir=tmp_path)
+    assert ds.stored_train.dtype == torch.uint8 and ds.stored_train.shape == (6, 1, 6, 6)
+    assert torch.equal(ds.stored_train[:, 0], torch.from_numpy(images))
+    batch = ds.train_batch(0, 3, seed=0)
+    assert batch["x"].dtype == torch.float32 and in_unit_range(batch["x"])  # decoded per batch
+
+
 def test_idx_resize(tmp_path):
     write_idx_pair(tmp_path, "t10k", 10, seed=0, size=28)
     ds = load_dataset("mnist", data_dir=tmp_path, image_size=14)
     assert ds.shape == (1, 14, 14) and in_unit_range(ds.x_train)
+    assert ds.stored_train.dtype == torch.uint8  # resized in float, rounded back to 8 bits
+
+
+def test_idx_resize_keeps_flat_images_exact(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.full((4, 28, 28), 77, dtype=np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(4, dtype=np.uint8))
+    ds = load_dataset("mnist", data_dir=tmp_path, image_size=12)
+    assert bool((ds.stored_train == 77).all())
 
 
 def test_idx_missing_files_error_names_files_and_source(tmp_path):
@@ -210,6 +250,64 @@ def test_cifar10_test_batch_only_and_resize(tmp_path):
     assert any("only test batches" in note for note in ds.notes)
 
 
+def test_cifar10_is_stored_as_uint8(tmp_path):
+    data, _ = write_cifar_batch(tmp_path / "data_batch_1", 4, seed=0)
+    write_cifar_batch(tmp_path / "test_batch", 2, seed=1)
+    ds = load_dataset("cifar10", data_dir=tmp_path)
+    assert ds.stored_train.dtype == torch.uint8
+    assert torch.equal(ds.stored_train.flatten(1), torch.from_numpy(data))
+
+
+class Payload:
+    """Unpickling this calls print(...): what a tampered batch could do with os.system instead."""
+
+    def __reduce__(self):
+        return print, ("unpickled code ran",)
+
+
+def test_cifar10_refuses_pickles_that_call_code(tmp_path, capsys):
+    path = tmp_path / "test_batch"
+    with open(path, "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": Payload()}, f)
+    with pytest.raises(DataError, match="builtins.print") as err:
+        load_dataset("cifar10", data_dir=tmp_path)
+    assert "holds only numpy arrays" in str(err.value) and CIFAR_URL in str(err.value)
+    assert "unpickled code ran" not in capsys.readouterr().out
+
+
+def python2_pickle(data: np.ndarray, labels: list[int]) -> bytes:
+    """{"data": data, "labels": labels} as Python 2's cPickle wrote the official batches (protocol 2,
+    str for bytes, numpy.core globals): Python 3's pickler cannot write these."""
+    def string(b: bytes) -> bytes:  # SHORT_BINSTRING or BINSTRING
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + struct.pack("<I", len(b))) + b
+
+    def integer(n: int) -> bytes:  # BININT
+        return b"J" + struct.pack("<i", n)
+
+    dtype = (b"cnumpy\ndtype\n" + string(b"u1") + integer(0) + integer(1) + b"\x87R("
+             + integer(3) + string(b"|") + b"NNN" + integer(-1) + integer(-1) + integer(0) + b"tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + integer(0) + b"\x85" + string(b"b")
+             + b"\x87R(" + integer(1) + integer(data.shape[0]) + integer(data.shape[1]) + b"\x86" + dtype
+             + b"\x89" + string(data.tobytes()) + b"tb")
+    return b"\x80\x02}(" + string(b"data") + array + string(b"labels") + b"(" + b"".join(map(integer, labels)) + b"lu."
+
+
+def test_cifar10_reads_python2_and_protocol_5_pickles(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (3, 3072), dtype=np.uint8)
+    (tmp_path / "data_batch_1").write_bytes(python2_pickle(data, [1, 2, 3]))  # the official format
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump({b"data": data[::-1].copy(), b"labels": [3, 2, 1]}, f, protocol=5)  # numpy 2's _frombuffer
+    ds = load_dataset("cifar10", data_dir=tmp_path)
+    assert torch.equal(ds.stored_train.flatten(1), torch.from_numpy(data)) and ds.y_train.tolist() == [1, 2, 3]
+    assert torch.equal(ds.stored_val.flatten(1), torch.from_numpy(data[::-1].copy())) and ds.y_val.tolist() == [3, 2, 1]
+
+
+def test_cifar10_archive_must_match_its_published_md5(tmp_path):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not the real archive")
+    with pytest.raises(DataError, match=f"not the published {CIFAR_MD5}"):
+        load_dataset("cifar10", data_dir=tmp_path)
+
+
 def test_cifar10_missing_and_corrupt(tmp_path):
     with pytest.raises(DataError, match="no CIFAR-10 batches") as err:
         load_dataset("cifar10", data_dir=tmp_path)
@@ -236,6 +334,7 @@ def test_imagefolder_rgb_with_classes(tmp_path):
         write_png(tmp_path / "dogs" / f"{i}.png", "RGB", (9, 9), 200)
     ds = load_dataset(f"imagefolder:{tmp_path}", image_size=8)
     check_split(ds, 6, (3, 8, 8))
+    assert ds.stored_train.dtype == np.uint8
     assert ds.class_names == ["cats", "dogs"]
     x, y = torch.cat([ds.x_train, ds.x_val]), torch.cat([ds.y_train, ds.y_val])
     assert sorted(y.tolist()) == [0, 0, 0, 1, 1, 1]

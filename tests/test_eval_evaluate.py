@@ -12,7 +12,7 @@ import genlab
 from eval_fixtures import digits, eval_cache, tiny_features  # noqa: F401
 from genlab.data.toy import sample_points
 from genlab.eval.evaluate import evaluate_steps, read_entries, summary
-from genlab.imageio import save_samples
+from genlab.outputs import save_samples
 
 FAST = dict(kid_subsets=5, likelihood_n=40)
 
@@ -51,7 +51,7 @@ def test_steps_sweep_gives_one_entry_per_step_count(train_tiny, tiny_features):
 
 
 def test_conditional_run_reports_accuracy_against_requested_classes(train_tiny, tiny_features):
-    run = train_tiny("ddpm", steps=2, model_config={"base_channels": 8, "num_timesteps": 20, "class_conditional": True})
+    run = train_tiny("ddpm", steps=2, model_config={"base_channels": 8, "num_timesteps": 20}, condition="label")
     e = genlab.evaluate(run.path, n=30, sampler="ddim", steps=2, features=tiny_features, write=False, **FAST)
     assert 0 <= e["scores"]["conditional_accuracy"] <= 1
 
@@ -59,7 +59,7 @@ def test_conditional_run_reports_accuracy_against_requested_classes(train_tiny, 
 def test_npz_and_in_memory_samples_score_the_same(tmp_path, digits, tiny_features):
     x = (digits.x_val[:150] + 0.003).clamp(-1, 1)  # not on the 8-bit grid: both are rounded the same way
     labels = digits.y_val[:150]
-    path = save_samples(x, tmp_path / "samples.npz", labels=labels)
+    path = save_samples(x, tmp_path / "samples.npz", "image", labels=labels)
     from_file = genlab.evaluate(path, data="digits", features=tiny_features, **FAST)
     in_memory = genlab.evaluate(x, data="digits", labels=labels, features=tiny_features, write=False, **FAST)
     assert from_file["scores"] == in_memory["scores"]

@@ -1,4 +1,4 @@
-"""genlab.imageio: grids, .npz round trips, scatter plots, and the errors for unsupported files."""
+"""genlab.imageio: grids, .npz round trips, the deprecated rank-guessing writer, errors for unsupported files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 from genlab.errors import GenlabError
-from genlab.imageio import load_samples, make_grid, save_samples, to_uint8
+from genlab import imageio
+from genlab.imageio import load_samples, make_grid, to_uint8
+from genlab.outputs import save_samples
 
 
 def ramp_images(n: int, c: int, size: int) -> torch.Tensor:
@@ -59,17 +61,17 @@ def test_grid_scale_repeats_pixels():
 
 
 def test_png_grid_opens_with_pillow(tmp_path):
-    path = save_samples(ramp_images(4, 1, 8), tmp_path / "sub" / "grid.png")
+    path = save_samples(ramp_images(4, 1, 8), tmp_path / "sub" / "grid.png", "image")
     with Image.open(path) as im:
         assert im.mode == "L" and im.size == (2 * 66 + 2, 2 * 66 + 2)
         assert np.array_equal(np.asarray(im)[:, :, None], make_grid(ramp_images(4, 1, 8)))
-    with Image.open(save_samples(ramp_images(2, 3, 32), tmp_path / "rgb.png")) as im:
+    with Image.open(save_samples(ramp_images(2, 3, 32), tmp_path / "rgb.png", "image")) as im:
         assert im.mode == "RGB"
 
 
 def test_npz_round_trip_uint8_images_and_labels(tmp_path):
     images, labels = ramp_images(6, 3, 8), torch.arange(6)
-    path = save_samples(images, tmp_path / "s.npz", labels=labels)
+    path = save_samples(images, tmp_path / "s.npz", "image", labels=labels)
     with np.load(path) as data:
         assert data["images"].dtype == np.uint8 and data["images"].shape == (6, 8, 8, 3)
         assert np.array_equal(data["images"], to_uint8(images))
@@ -95,7 +97,7 @@ def test_npz_reads_other_tools_layouts(tmp_path):
 
 def test_npz_round_trip_points(tmp_path):
     points = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
-    path = save_samples(points, tmp_path / "p.npz")
+    path = save_samples(points, tmp_path / "p.npz", "points")
     with np.load(path) as data:
         assert list(data.keys()) == ["points"] and data["points"].dtype == np.float32
     back, labels = load_samples(path)
@@ -104,7 +106,7 @@ def test_npz_round_trip_points(tmp_path):
 
 def test_scatter_png_for_points(tmp_path):
     points = torch.rand(200, 2) * 2 - 1
-    path = save_samples(points, tmp_path / "points.png", reference=torch.zeros(10, 2))
+    path = save_samples(points, tmp_path / "points.png", "points", reference=torch.zeros(10, 2))
     with Image.open(path) as im:
         assert im.size == (400, 400)  # 4 x 4 inches at 100 dpi
         pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
@@ -112,8 +114,8 @@ def test_scatter_png_for_points(tmp_path):
 
 
 def test_unsupported_suffix_and_unreadable_files(tmp_path):
-    with pytest.raises(GenlabError, match=r"use a \.png \(grid\) or \.npz"):
-        save_samples(ramp_images(1, 1, 8), tmp_path / "samples.txt")
+    with pytest.raises(GenlabError, match=r"kind 'image' .* written to \.png/\.jpg/\.jpeg \(grid of images\), \.npz"):
+        save_samples(ramp_images(1, 1, 8), tmp_path / "samples.txt", "image")
     assert not (tmp_path / "samples.txt").exists()
     with pytest.raises(GenlabError, match="no such file"):
         load_samples(tmp_path / "missing.npz")
@@ -126,3 +128,18 @@ def test_unsupported_suffix_and_unreadable_files(tmp_path):
     np.savez(tmp_path / "flat.npz", images=np.zeros((3, 4), dtype=np.uint8))
     with pytest.raises(GenlabError, match=r"got shape \(3, 4\)"):
         load_samples(tmp_path / "flat.npz")
+
+
+def test_the_deprecated_writer_guesses_images_and_points_by_rank(tmp_path):
+    with pytest.deprecated_call():
+        grid = imageio.save_samples(ramp_images(4, 1, 8), tmp_path / "grid.png")
+    with Image.open(grid) as im:
+        assert im.size == (2 * 66 + 2, 2 * 66 + 2)
+    points, labels = torch.rand(20, 2) * 2 - 1, torch.arange(20) % 2
+    with pytest.deprecated_call():
+        imageio.save_samples(points, tmp_path / "p.npz", labels=labels)
+        scatter = imageio.save_samples(points, tmp_path / "p.png", reference=torch.zeros(4, 1, 8, 8))
+    back, back_labels = load_samples(tmp_path / "p.npz")
+    assert torch.equal(back, points) and torch.equal(back_labels, labels)
+    with Image.open(scatter) as im:  # a reference that is not points is left out of the scatter
+        assert im.size == (400, 400)

@@ -33,19 +33,28 @@ def dataset(name: str) -> Dataset:
     return load_dataset(name)
 
 
-def build(model: str, data: str = "digits", seed: int = 0, **changes):
+def build(model: str, data: str = "digits", seed: int = 0, conditions: tuple[str, ...] = (), **changes):
     """(a freshly initialised tiny model, its dataset); the same seed gives the same weights."""
     ds = dataset(data)
     cls = get_model_class(model)
     torch.manual_seed(seed)
     config = from_dict(cls.config_class, tiny_config(model, **changes), model)
-    return cls(config, ds.shape, ds.num_classes), ds
+    return cls(config, ds.spec, conditions), ds
+
+
+def groups(model) -> dict[str, list]:
+    """Optimizer name -> its parameters, in the order the trainer steps them."""
+    return {spec.name: spec.parameters() for spec in model.optimizers()}
+
+
+def batch(x, y=None) -> dict:
+    return {"x": x} if y is None else {"x": x, "label": y}
 
 
 def make_trainer(model_name: str, model, ds: Dataset, out, **options) -> Trainer:
     """A Trainer over an already built model (the path `genlab.train` takes), fast settings."""
     tcfg = TrainConfig(data=ds.name, **{**TINY_TRAIN_OPTIONS, **options}).resolved(type(model).train_defaults)
-    run = Run.create(out, model_name, model.config, tcfg, data_info(ds))
+    run = Run.create(out, model_name, model.config, tcfg, data_info(ds), conditions=model.conditions)
     return Trainer(run, model, ds, progress=False)
 
 
@@ -54,7 +63,7 @@ def gen(seed: int) -> torch.Generator:
 
 
 def is_conditional_capable(model: str) -> bool:
-    return "class_conditional" in {f for f in get_model_class(model).config_class.__dataclass_fields__}
+    return "label" in get_model_class(model).accepted_conditions
 
 
 # ------------------------------------------------------------------ the contract
@@ -68,9 +77,9 @@ def test_tiny_configs_cover_the_registry():
 class TestContract:
     def test_optimizer_groups_cover_every_parameter_once(self, model_name, data):
         model, _ = build(model_name, data)
-        groups = model.optimizer_groups()
-        assert groups and all(isinstance(k, str) and v for k, v in groups.items())
-        grouped = [id(p) for params in groups.values() for p in params]
+        named = groups(model)
+        assert named and all(isinstance(k, str) and v for k, v in named.items())
+        grouped = [id(p) for params in named.values() for p in params]
         assert len(grouped) == len(set(grouped)), "a parameter sits in two optimizer groups"
         assert set(grouped) == {id(p) for p in model.parameters()}, "a parameter is in no optimizer group"
 
@@ -78,11 +87,13 @@ class TestContract:
         model, ds = build(model_name, data)
         model.train()
         x, y = ds.x_train[:8], ds.y_train[:8]
-        for group, params in model.optimizer_groups().items():
+        for group, params in groups(model).items():
             model.zero_grad(set_to_none=True)
-            out = model.training_loss(x, y, group, gen(1))
+            out = model.training_loss(batch(x, y), group, 0, gen(1))
             assert out.loss.dim() == 0 and out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
-            assert out.logs and all(isinstance(v, float) and math.isfinite(v) for v in out.logs.values())
+            # logs stay tensors (no host sync in the training loop), detached scalars
+            assert out.logs and all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
+                                    and math.isfinite(float(v)) for v in out.logs.values())
             out.loss.backward()
             unused = [i for i, p in enumerate(params) if p.grad is None]
             assert not unused, f"group '{group}': parameters {unused} get no gradient (DDP would hang)"
@@ -91,10 +102,10 @@ class TestContract:
     def test_loss_is_reproducible_from_the_generator(self, model_name, data):
         model, ds = build(model_name, data)
         x, y = ds.x_train[:8], ds.y_train[:8]
-        group = next(iter(model.optimizer_groups()))
+        group = next(iter(groups(model)))
         with torch.no_grad():
-            a = model.training_loss(x, y, group, gen(3)).loss
-            b = model.training_loss(x, y, group, gen(3)).loss
+            a = model.training_loss(batch(x, y), group, 0, gen(3)).loss
+            b = model.training_loss(batch(x, y), group, 0, gen(3)).loss
         assert torch.equal(a, b)
 
     def test_sample_shape_and_range(self, model_name, data):
@@ -129,17 +140,17 @@ def test_likelihood_contract(model_name):
     x = ds.x_val[:4]
     if model.likelihood == "none":
         with pytest.raises(TypeError, match="no likelihood"):
-            model.bits_per_dim(x)
+            model.bits_per_dim(batch(x))
         return
-    bpd = model.bits_per_dim(x, generator=gen(0))
+    bpd = model.bits_per_dim(batch(x), generator=gen(0))
     assert bpd.shape == (4,) and torch.isfinite(bpd).all() and (bpd > 0).all()
     points_model, points = build(model_name, "8gaussians")
     with pytest.raises(TypeError, match="images"):
-        points_model.bits_per_dim(points.x_val[:4])
+        points_model.bits_per_dim(batch(points.x_val[:4]))
 
 
 # ------------------------------------------------------------------ each model learns
-SINGLE_LOSS_MODELS = [m for m in MODELS if list(build(m)[0].optimizer_groups()) == ["model"]]
+SINGLE_LOSS_MODELS = [m for m in MODELS if list(groups(build(m)[0])) == ["model"]]
 LEARN_STEPS = {"vae": 150, "ddpm": 40}
 
 
@@ -151,11 +162,11 @@ def test_training_lowers_heldout_loss_and_bits_per_dim(model_name, tmp_path):
     def heldout_loss() -> float:
         model.eval()
         with torch.no_grad():
-            return model.training_loss(held_out, None, "model", gen(11)).loss.item()
+            return model.training_loss(batch(held_out), "model", 10_000, gen(11)).loss.item()
 
     def bits() -> float:
         model.eval()
-        return model.bits_per_dim(held_out, generator=gen(12)).mean().item()
+        return model.bits_per_dim(batch(held_out), generator=gen(12)).mean().item()
 
     loss0 = heldout_loss()
     bpd0 = bits() if model.likelihood != "none" else None
@@ -168,11 +179,11 @@ def test_training_lowers_heldout_loss_and_bits_per_dim(model_name, tmp_path):
 
 
 def _sgd_steps(model, group: str, steps: int, x_for_step, lr: float = 2e-3) -> None:
-    opt = torch.optim.Adam(model.optimizer_groups()[group], lr=lr, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(groups(model)[group], lr=lr, betas=(0.5, 0.999))
     model.train()
     for i in range(steps):
         opt.zero_grad(set_to_none=True)
-        model.training_loss(x_for_step(i), None, group, gen(100 + i)).loss.backward()
+        model.training_loss(batch(x_for_step(i)), group, i, gen(100 + i)).loss.backward()
         opt.step()
 
 
@@ -182,7 +193,7 @@ def test_gan_discriminator_learns_to_separate_real_from_fake():
 
     def d_logs():
         with torch.no_grad():
-            return model.training_loss(real, None, "discriminator", gen(5)).logs
+            return {k: float(v) for k, v in model.training_loss(batch(real), "discriminator", 0, gen(5)).logs.items()}
 
     before = d_logs()
     assert abs(before["d_loss"] - math.log(4)) < 0.1  # an untrained critic cannot tell them apart
@@ -200,7 +211,7 @@ def test_gan_generator_learns_to_fool_a_fixed_discriminator():
 
     def logs(group):
         with torch.no_grad():
-            return model.training_loss(real, None, group, gen(5)).logs
+            return {k: float(v) for k, v in model.training_loss(batch(real), group, 0, gen(5)).logs.items()}
 
     d_fake_before, g_before = logs("discriminator")["d_fake"], logs("generator")["g_loss"]
     discriminator = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
@@ -231,20 +242,22 @@ def test_gan_samples_move_toward_the_data(tmp_path):
 @pytest.mark.parametrize("model_name", MODELS)
 def test_sampling_with_wrong_labels_raises_a_clear_error(model_name, tmp_path):
     conditional = is_conditional_capable(model_name)
-    model, ds = build(model_name, "digits", **({"class_conditional": True} if conditional else {}))
+    model, ds = build(model_name, "digits", conditions=("label",) if conditional else ())
     model.eval()
     if not conditional:
-        with pytest.raises(ValueError, match="unconditional|without labels"):
-            model.sample(4, labels=torch.tensor([0, 1, 2, 3]), generator=gen(0))
+        with pytest.raises(ValueError, match="trained without label"):
+            model.sample(4, {"label": torch.tensor([0, 1, 2, 3])}, generator=gen(0))
         return
-    for bad, why in [([0, 1, 2], "3 labels for 4"), ([0, 1, 2, 10], "out of range"), ([-1, 0, 1, 2], "negative")]:
-        with pytest.raises(ValueError, match=r"labels must be 4 integers in \[0, 10\)"):
-            model.sample(4, labels=torch.tensor(bad), generator=gen(0))
+    with pytest.raises(ValueError, match="'label' holds 3 items for 4 samples"):
+        model.sample(4, {"label": torch.tensor([0, 1, 2])}, generator=gen(0))
+    for bad in ([0, 1, 2, 10], [-1, 0, 1, 2]):
+        with pytest.raises(ValueError, match=r"class labels must lie in \[0, 10\)"):
+            model.sample(4, {"label": torch.tensor(bad)}, generator=gen(0))
     # through a Run, as `genlab sample --labels` does; two steps, so that no zero-initialised layer
     # (the UNet's output and residual convolutions) still blocks the label embedding
     make_trainer(model_name, model, ds, tmp_path / "run").fit(steps=2)
     run = Run(tmp_path / "run")
-    with pytest.raises(GenlabError, match="got 3 labels for 4 samples"):
+    with pytest.raises(GenlabError, match="holds 3 items for 4 samples"):
         run.sample(4, labels=[0, 1, 2])
     nines, zeros = run.sample(4, labels=[9, 9, 9, 9]), run.sample(4, labels=[0, 0, 0, 0])
     assert nines.shape == (4, *ds.shape) and not torch.equal(nines, zeros), "the labels are ignored"
@@ -252,20 +265,20 @@ def test_sampling_with_wrong_labels_raises_a_clear_error(model_name, tmp_path):
 
 @pytest.mark.parametrize("model_name", [m for m in MODELS if is_conditional_capable(m)])
 def test_unconditional_model_refuses_labels(model_name):
-    model, _ = build(model_name, "digits", class_conditional=False)  # digits has 10 classes nonetheless
+    model, _ = build(model_name, "digits")  # digits has 10 classes nonetheless
     model.eval()
-    with pytest.raises(ValueError, match="without labels"):
-        model.sample(2, labels=torch.tensor([3, 3]), generator=gen(0))
+    with pytest.raises(ValueError, match="trained without label"):
+        model.sample(2, {"label": torch.tensor([3, 3])}, generator=gen(0))
 
 
 def test_classifier_free_guidance_changes_conditional_ddpm_samples():
-    model, ds = build("ddpm", "digits", class_conditional=True)
+    model, ds = build("ddpm", "digits", conditions=("label",))
     model.eval()
-    labels = torch.arange(4)
-    plain = model.sample(4, labels=labels, generator=gen(0), sampler="ddim", steps=5)
-    guided = model.sample(4, labels=labels, generator=gen(0), sampler="ddim", steps=5, guidance_scale=3.0)
+    labels = {"label": torch.arange(4)}
+    plain = model.sample(4, labels, generator=gen(0), sampler="ddim", steps=5)
+    guided = model.sample(4, labels, generator=gen(0), sampler="ddim", steps=5, guidance_scale=3.0)
     assert guided.shape == plain.shape == (4, *ds.shape)
-    assert torch.equal(plain, model.sample(4, labels=labels, generator=gen(0), sampler="ddim", steps=5))
+    assert torch.equal(plain, model.sample(4, labels, generator=gen(0), sampler="ddim", steps=5))
 
 
 # ------------------------------------------------------------------ diffusion: schedules and samplers

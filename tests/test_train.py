@@ -383,12 +383,11 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_and_no_temp_dir(monke
 
 
 # ------------------------------------------------------------------ what a run directory holds
-@pytest.mark.parametrize("data, model_name, changes", [("digits", "vae", {"class_conditional": True}),
-                                                       ("8gaussians", "ddpm", {})])
-def test_metrics_rows_and_sample_grids(data, model_name, changes, train_tiny, tiny_model_config, tmp_path):
+@pytest.mark.parametrize("data, model_name, condition", [("digits", "vae", "label"), ("8gaussians", "ddpm", None)])
+def test_metrics_rows_and_sample_grids(data, model_name, condition, train_tiny, tiny_model_config, tmp_path):
     out = tmp_path / "run"
     run = train_tiny(model_name, steps=4, data=data, out=out, sample_every=2, log_every=1,
-                     model_config=tiny_model_config(model_name, **changes))
+                     model_config=tiny_model_config(model_name), condition=condition)
     rows = metrics(out)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     loss_key = "loss"

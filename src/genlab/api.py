@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from .config import apply_overrides, from_dict, to_dict
-from .data import Dataset, load_dataset
-from .errors import GenlabError
+from .data.base import DataSource, LoadOptions, load_data
+from .errors import ArgumentError, GenlabError
 from .registry import get_model_class, model_names
-from .runs import Run, TrainConfig, TrainResult, resolve_device
+from .runs import Run, TrainConfig, TrainResult, data_info, load_reference, reference_record, resolve_device
 
 
 def models() -> list[tuple[str, str, str]]:
@@ -23,61 +23,73 @@ def models() -> list[tuple[str, str, str]]:
     return out
 
 
-def data_info(dataset: Dataset) -> dict[str, Any]:
-    return {"name": dataset.name, "kind": dataset.kind, "shape": list(dataset.shape),
-            "num_classes": dataset.num_classes, "class_names": dataset.class_names,
-            "train_size": len(dataset.x_train), "val_size": len(dataset.x_val), "notes": dataset.notes}
+def load_run_data(run: Run) -> DataSource:
+    """The data a run trains on, read with the run's own saved assets (tokenizer, statistics)."""
+    return load_data(run.train_config.data, data_options(run.train_config, run.assets()))
 
 
-def load_run_dataset(run: Run) -> Dataset:
-    cfg = run.train_config
-    return load_dataset(cfg.data, data_dir=cfg.data_dir, image_size=cfg.image_size, download=cfg.download, seed=cfg.seed)
+def data_options(cfg: TrainConfig, assets: dict[str, bytes] | None = None) -> LoadOptions:
+    return LoadOptions(cfg.data_dir, cfg.image_size, cfg.download, cfg.seed, options=dict(cfg.data_options or {}),
+                       assets=assets)
 
 
 def train(model: str | None = None, data: str = "digits", *, out: str | Path | None = None,
           steps: int | None = None, minutes: float | None = None, resume: str | Path | None = None,
           overwrite: bool = False, model_config: dict[str, Any] | None = None, overrides: list[str] | None = None,
+          condition: str | list[str] | None = None, init_from: str | Path | None = None,
           progress: bool = True, evaluator=None, best_key: str | None = None, **train_options: Any) -> Run:
     """Train a model (or resume a run) and return the Run.
 
     Args:
         model: a registered name (`genlab.models()`); omit when resuming.
-        data: dataset name (`genlab datasets`) or "imagefolder:PATH".
+        data: dataset name or scheme (`genlab datasets`), e.g. "mnist", "imagefolder:PATH", "text:PATH".
         out: run directory (default runs/MODEL-DATA). An existing run is refused unless `overwrite`.
         steps: stop when the run has taken this many steps in total.
-        minutes: train for this many more minutes.
+        minutes: train for this many more minutes (previews and evaluations not counted).
         resume: an existing run directory to continue from its latest checkpoint.
-        model_config: model settings, e.g. {"base_channels": 64}.
+        model_config: model settings, e.g. {"base_channels": 64}; a setting naming another run
+            (e.g. {"autoencoder": "runs/vae-mnist"}) makes this run use that one, frozen.
         overrides: dotted "key=value" strings; "train.KEY" goes to the trainer, anything else to the model.
+        condition: condition(s) to train with, e.g. "label" (the model must accept them).
+        init_from: start from another run's weights (same model and config), e.g. to fine-tune on new data.
         **train_options: TrainConfig fields (batch_size, lr, seed, data_dir, device, ...).
     """
     return train_with_result(model, data, out=out, steps=steps, minutes=minutes, resume=resume, overwrite=overwrite,
-                             model_config=model_config, overrides=overrides, progress=progress,
-                             evaluator=evaluator, best_key=best_key, **train_options).run
+                             model_config=model_config, overrides=overrides, condition=condition, init_from=init_from,
+                             progress=progress, evaluator=evaluator, best_key=best_key, **train_options).run
 
 
 def train_with_result(model: str | None = None, data: str = "digits", *, out=None, steps=None, minutes=None,
-                      resume=None, overwrite=False, model_config=None, overrides=None, progress=True,
-                      evaluator=None, best_key=None, **train_options) -> TrainResult:
+                      resume=None, overwrite=False, model_config=None, overrides=None, condition=None,
+                      init_from=None, progress=True, evaluator=None, best_key=None, **train_options) -> TrainResult:
     from .train import distributed
     from .train.trainer import Trainer
 
     if steps is None and minutes is None:
         raise GenlabError("give a training budget: --steps N (total) or --minutes M")
+    if steps is not None and steps < 0 or minutes is not None and minutes < 0:
+        raise ArgumentError("--steps and --minutes cannot be negative")
     model_over, train_over = _split_overrides(overrides or [])
+    conditions = tuple([condition] if isinstance(condition, str) else (condition or ()))
     if resume is not None:
         run = Run(resume)
         if model and model != run.model_name:
             raise GenlabError(f"{resume} is a '{run.model_name}' run; drop the model name or use '{run.model_name}'")
-        if model_over:
-            raise GenlabError("a resumed run keeps its model config; start a new run to change it")
-        if train_over or train_options:
-            changes = apply_overrides(to_dict(run.train_config), train_over)
-            changes.update(train_options)
-            run.train_config = from_dict(TrainConfig, changes, "train")
-            Run.write_config(run.path, run.model_name, run.model_config, run.train_config, run.data_info)
-        dataset = load_run_dataset(run)
-        net = run.build_model()
+        if model_over or conditions or init_from:
+            raise GenlabError("a resumed run keeps its model config and conditions; start a new run to change them "
+                              f"(e.g. --init-from {resume})")
+        lock = _lock(run.path)
+        try:
+            if train_over or train_options:
+                changes = apply_overrides(to_dict(run.train_config), train_over)
+                changes.update(train_options)
+                run.train_config = from_dict(TrainConfig, changes, "train").validated()
+                run.save_config()
+            data_source = load_run_data(run)
+            net = run.build_model()
+        except BaseException:
+            lock.release()
+            raise
     else:
         if model is None:
             raise GenlabError(f"name a model to train ({', '.join(model_names())}) or pass --resume RUN")
@@ -86,21 +98,77 @@ def train_with_result(model: str | None = None, data: str = "digits", *, out=Non
         mcfg = from_dict(model_cls.config_class, mcfg_dict, f"{model} config")
         tcfg_dict = apply_overrides(to_dict(TrainConfig(data=data, **train_options)), train_over)
         tcfg = from_dict(TrainConfig, tcfg_dict, "train").resolved(model_cls.train_defaults)
-        dataset = load_dataset(tcfg.data, data_dir=tcfg.data_dir, image_size=tcfg.image_size,
-                               download=tcfg.download, seed=tcfg.seed)
+        if tcfg.total_steps is None and steps is not None:
+            tcfg.total_steps = steps  # the cosine schedule ends with the budget
+        data_source = load_data(tcfg.data, data_options(tcfg))
+        _check_inputs(model_cls, data_source)
+        references = {name: reference_record(getattr(mcfg, name)) for name in model_cls.references if getattr(mcfg, name)}
         with torch.random.fork_rng(devices=[]):  # the initial weights follow --seed, on every process alike
             torch.manual_seed(tcfg.seed)
-            net = model_cls(mcfg, dataset.shape, dataset.num_classes)
-        out = Path(out) if out else Path("runs") / f"{model}-{dataset.name.replace(':', '-').replace('/', '_')}"
+            net = model_cls(mcfg, data_source.spec, conditions)
+        init_record = reference_record(init_from) if init_from else None
+        out = Path(out) if out else Path("runs") / f"{model}-{data_source.name.replace(':', '-').replace('/', '_')}"
         proc = distributed.setup(resolve_device(tcfg.device).type)
         if proc.is_main:
-            Run.create(out, model, net.config, tcfg, data_info(dataset), overwrite=overwrite)
+            Run.create(out, model, net.config, tcfg, data_info(data_source), overwrite=overwrite,
+                       conditions=net.conditions, references=references, assets=data_source.assets(),
+                       init_from=init_record)
         distributed.barrier(proc)
         run = Run(out)
-    trainer = Trainer(run, net, dataset, evaluator=evaluator, best_key=best_key, progress=progress)
-    if resume is not None and run.has_checkpoint():
-        trainer.load_latest()
-    return trainer.fit(steps=steps, minutes=minutes)
+        for name, ref in run.references.items():
+            net.attach_reference(name, load_reference(ref, run.path))
+        lock = _lock(run.path)
+    try:
+        trainer = Trainer(run, net, data_source, evaluator=evaluator, best_key=best_key, progress=progress)
+        if resume is not None and run.has_checkpoint():
+            trainer.load_latest()
+        elif init_from is not None:
+            _init_from(trainer, run, Path(init_from))
+        return trainer.fit(steps=steps, minutes=minutes)
+    finally:
+        lock.release()
+
+
+class _NoLock:
+    def release(self) -> None:
+        pass
+
+
+def _lock(path: Path):
+    """The run's lock, held by the main process only (the other ranks of a torchrun write nothing)."""
+    import os
+
+    from .lock import RunLock
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _NoLock()
+    lock = RunLock(path)
+    lock.acquire()
+    return lock
+
+
+def _check_inputs(model_cls, data: DataSource) -> None:
+    have = set(data.spec.conditions) | set(data.spec.extras.get("inputs", ()))
+    missing = [k for k in model_cls.required_inputs if k not in have]
+    if missing:
+        raise ArgumentError(f"{model_cls.__name__} needs data with {', '.join(missing)}; {data.name} has "
+                            f"{', '.join(sorted(have)) or 'no such inputs'} (see `genlab datasets`)")
+
+
+def _init_from(trainer, run: Run, source: Path) -> None:
+    from .train import checkpoint as ckpt
+
+    other = Run(source)
+    if other.model_name != run.model_name:
+        raise GenlabError(f"--init-from {source} is a '{other.model_name}' run; a '{run.model_name}' run can only "
+                          f"start from a '{run.model_name}' run")
+    step_dir = ckpt.resolve(other.checkpoints, run.init_from["checkpoint"] if run.init_from else "latest")
+    meta, model_state, ema_state, _ = ckpt.load(step_dir, other.model_name)
+    version = int(meta.get("format_version", 1))
+    cls = type(trainer.model)
+    if version < 2:
+        model_state, ema_state = cls.migrate_state_dict(model_state, version), cls.migrate_state_dict(ema_state, version)
+    trainer.init_from(model_state, ema_state, step_dir)
 
 
 def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:

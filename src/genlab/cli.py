@@ -34,14 +34,15 @@ def models_cmd() -> None:
 
 @app.command("datasets")
 def datasets_cmd() -> None:
-    """List every dataset: where it comes from, item shape, classes."""
+    """List every dataset and data scheme: where it comes from, item shape, classes, options."""
     from .data import dataset_infos
 
-    typer.echo(f"{'name':<14} {'shape':<9} {'classes':<28} source")
+    typer.echo(f"{'name':<18} {'shape':<9} {'classes':<28} source")
     for info in dataset_infos():
-        typer.echo(f"{info.name:<14} {info.shape:<9} {info.classes:<28} {info.source}")
-        typer.echo(f"{'':<14} {info.description}")
-    typer.echo(f"{'imagefolder:PATH':<14} {'CxSxS':<9} {'subfolders':<28} your PNG/JPEG files, resized (--image-size, default 32)")
+        typer.echo(f"{info.usage or info.name:<18} {info.shape:<9} {info.classes:<28} {info.source}")
+        typer.echo(f"{'':<18} {info.description}")
+        for option, help_text in info.options.items():
+            typer.echo(f"{'':<18}   --set train.data_options.{option}=...  {help_text}")
 
 
 @app.command("train")
@@ -64,6 +65,8 @@ def train_cmd(
     checkpoint_every: Optional[int] = typer.Option(None, help="steps between checkpoints"),
     eval_every: Optional[int] = typer.Option(None, help="steps between evaluations (keeps the best checkpoint)"),
     set_: List[str] = typer.Option([], "--set", help="override: key=value (model) or train.key=value"),
+    condition: List[str] = typer.Option([], "--condition", help="train with this condition, e.g. label (repeatable)"),
+    init_from: Optional[str] = typer.Option(None, help="start from this run's weights (fine-tuning)"),
     nproc: int = typer.Option(1, help="data-parallel processes (runs itself under torchrun)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
@@ -81,7 +84,8 @@ def train_cmd(
 
         evaluator, best_key = make_training_evaluator(planned_train_config(data, resume, set_, **options))
     result = train_with_result(model, data, out=out, steps=steps, minutes=minutes, resume=resume,
-                               overwrite=overwrite, overrides=set_, progress=not quiet,
+                               overwrite=overwrite, overrides=set_, progress=not quiet, condition=list(condition),
+                               init_from=init_from,
                                evaluator=evaluator, best_key=best_key, **options)
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -105,52 +109,82 @@ def _relaunch_with_torchrun(nproc: int) -> int:
     return subprocess.call(cmd)
 
 
-def _parse_labels(labels: Optional[str], n: int) -> Optional[list[int]]:
-    if labels is None:
-        return None
-    if labels == "all":
-        return None  # handled by caller with num_classes
-    values = [int(v) for v in labels.split(",") if v.strip()]
-    return [values[i % len(values)] for i in range(n)]
+def _sample_and_write(run: str, n: int, out: str, seed: int, checkpoint: str, batch_size: int,
+                      device: Optional[str], options: dict, input_role: Optional[str] = None, **given) -> None:
+    """The one sampling route behind `sample` and the named commands: conditions, sample, write."""
+    from .api import load
+    from .conditions import build_conditions
+    from .outputs import save_samples
+
+    r = load(run)
+    model = r.load_model(checkpoint, device=device)
+    conditions, n = build_conditions(r, model, n, input_role=input_role, **given)
+    start = time.perf_counter()
+    x = r.sample(n, conditions, seed=seed, batch_size=batch_size, checkpoint=checkpoint, device=device,
+                 progress=True, **options)
+    seconds = time.perf_counter() - start
+    path = save_samples(x, out, model.output_kind, labels=conditions.get("label"), context=r.output_context())
+    typer.echo(f"wrote {n} samples to {path} ({n / seconds:.1f} samples/s, {seconds:.1f} s)")
+
+
+def _sampler_options(sampler, steps, eta, guidance) -> dict:
+    options = {k: v for k, v in dict(sampler=sampler, steps=steps).items() if v is not None}
+    if eta:
+        options["eta"] = eta
+    if guidance != 1.0:
+        options["guidance_scale"] = guidance
+    return options
 
 
 @app.command("sample")
 def sample_cmd(
     run: str = typer.Argument(..., help="run directory"),
     n: int = typer.Option(64, "-n", help="number of samples"),
-    out: str = typer.Option("samples.png", help="a .png grid or an .npz of arrays"),
+    out: str = typer.Option("samples.png", help="output file; its suffix picks the writer (.png, .npz, .txt, .wav, .csv)"),
     seed: int = typer.Option(0, help="random seed"),
-    labels: Optional[str] = typer.Option(None, help="class labels, e.g. 3 or 0,1,2 (cycled), or 'all'"),
-    sampler: Optional[str] = typer.Option(None, help="diffusion sampler: ddpm or ddim"),
-    steps: Optional[int] = typer.Option(None, help="sampler steps (ddim)"),
+    classes: Optional[str] = typer.Option(None, "--class", "--labels", help="class labels: 3, 0,1,2 (cycled), or all"),
+    prompt: Optional[str] = typer.Option(None, help="text prompt (runs trained with text)"),
+    input: Optional[str] = typer.Option(None, "--input", help="input image(s): file, folder or .npz (source, low-res, context)"),
+    mask: Optional[str] = typer.Option(None, help="mask image: white where the input is kept"),
+    sampler: Optional[str] = typer.Option(None, help="sampler of the model (diffusion: ddpm, ddim)"),
+    steps: Optional[int] = typer.Option(None, help="sampler steps"),
     eta: float = typer.Option(0.0, help="DDIM eta (0: deterministic)"),
     guidance: float = typer.Option(1.0, help="classifier-free guidance scale (conditional diffusion)"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
     batch_size: int = typer.Option(500, help="samples per forward batch"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
 ) -> None:
-    """Sample from a trained run into an image grid or an .npz for evaluation."""
-    import torch
+    """Sample from a trained run, optionally under conditions, into a file for viewing or evaluation."""
+    _sample_and_write(run, n, out, seed, checkpoint, batch_size, device, _sampler_options(sampler, steps, eta, guidance),
+                      classes=classes, prompt=prompt, input=input, mask=mask)
 
-    from .api import load
-    from .imageio import save_samples
 
-    r = load(run)
-    label_list = _parse_labels(labels, n)
-    if labels == "all":
-        k = int(r.data_info.get("num_classes", 0)) or 1
-        label_list = [i % k for i in range(n)]
-    options = {k: v for k, v in dict(sampler=sampler, steps=steps).items() if v is not None}
-    if eta:
-        options["eta"] = eta
-    if guidance != 1.0:
-        options["guidance_scale"] = guidance
-    start = time.perf_counter()
-    x = r.sample(n, labels=label_list, seed=seed, batch_size=batch_size, checkpoint=checkpoint, device=device,
-                 progress=True, **options)
-    seconds = time.perf_counter() - start
-    path = save_samples(x, out, labels=None if label_list is None else torch.tensor(label_list))
-    typer.echo(f"wrote {n} samples to {path} ({n / seconds:.1f} samples/s, {seconds:.1f} s)")
+def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -> None:
+    def command(
+        run: str = typer.Argument(..., help="run directory"),
+        input: str = typer.Option(..., "--input", help="input image(s): file, folder or .npz"),
+        mask: Optional[str] = typer.Option(None, help="mask image: white where the input is kept"),
+        out: str = typer.Option(f"{name}.png", help="output file (.png grid or .npz)"),
+        seed: int = typer.Option(0, help="random seed"),
+        steps: Optional[int] = typer.Option(None, help="sampler steps"),
+        checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+        device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+    ) -> None:
+        if needs_mask and mask is None:
+            fail(f"`genlab {name}` needs --mask FILE (white where the input is kept)")
+        options = {"steps": steps} if steps is not None else {}
+        _sample_and_write(run, 1, out, seed, checkpoint, 500, device, options, input_role=role, input=input, mask=mask)
+
+    command.__doc__ = doc
+    app.command(name)(command)
+
+
+# thin shells over `sample`: any run whose model accepts the condition gets the command
+_named_command("inpaint", "source", True, "Fill the masked-out part of images (runs trained with source + mask).")
+_named_command("complete", "source", True, "Complete images from the part the mask keeps (e.g. the top half).")
+_named_command("upscale", "low_res", False, "Super-resolve low-resolution images (runs trained with low_res).")
+_named_command("img2img", "source", False, "Turn input images into new ones (runs trained with a source image).")
+_named_command("translate", "source", False, "Translate images to the other domain (two-domain runs).")
 
 
 @app.command("info")
@@ -165,7 +199,13 @@ def info_cmd(run: str = typer.Argument(..., help="run directory"),
         return
     typer.echo(f"run        {info['run']}")
     typer.echo(f"model      {info['model']}  ({info['parameters']:,} parameters)")
-    typer.echo(f"data       {info['data']['name']}  shape {info['data']['shape']}  classes {info['data']['num_classes']}")
+    typer.echo(f"data       {info['data']['name']}  {info['data'].get('kind', 'image')} shape {info['data']['shape']}  "
+               f"classes {info['data']['num_classes']}")
+    typer.echo(f"conditions {', '.join(info['conditions']) or 'none'}   (run format {info['format_version']})")
+    for field_name, ref in (info["references"] or {}).items():
+        typer.echo(f"uses       {field_name} = {ref['path']} ({ref['model']}, {ref['checkpoint']}, sha256 {ref['sha256'][:12]})")
+    if info["init_from"]:
+        typer.echo(f"init from  {info['init_from']['path']} ({info['init_from']['checkpoint']})")
     typer.echo(f"status     {info['status']}  step {info['step']}  {info['train_seconds'] / 60:.1f} min")
     typer.echo(f"batch      {info['effective_batch_size']} effective ({info['world_size']} process(es))")
     typer.echo(f"checkpoint {info['checkpoint']}")
@@ -209,7 +249,8 @@ def eval_cmd(
     seed: int = typer.Option(0, help="sampling seed"),
     batch_size: int = typer.Option(500, help="samples per batch (the speed is measured per batch)"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
-    features: str = typer.Option("auto", help="auto (genlab's feature network for the data) or a local Inception-v3 weights file"),
+    features: str = typer.Option("auto", help="auto (the pinned network genlab ships for the data, else one trained here), "
+                                 "train (always one trained here), or a local Inception-v3 weights file"),
     reference: str = typer.Option("train", help="real split to compare with: train or val"),
     reference_size: int = typer.Option(10_000, help="real items in the reference (a fixed subset if the split is larger)"),
     k: int = typer.Option(5, "-k", help="neighbours for precision/recall/density/coverage"),
@@ -307,18 +348,20 @@ def features_train_cmd(
     data: str = typer.Option("digits", help="dataset whose real training images the network learns"),
     data_dir: Optional[str] = typer.Option(None, help="directory holding the dataset's files"),
     image_size: Optional[int] = typer.Option(None, help="resize images to this size"),
-    retrain: bool = typer.Option(False, help="train again even if cached"),
+    retrain: bool = typer.Option(False, help="train one here even if genlab ships pinned weights or one is cached"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
 ) -> None:
-    """Train (or show the cached) feature network for a dataset; prints its held-out accuracy."""
+    """Show the feature network evaluation uses for a dataset (pinned, cached or trained now) and its accuracy."""
     from .data import load_dataset
-    from .eval.features import cache_root, load_or_train
+    from .eval.features import feature_extractor
     from .runs import resolve_device
 
     dataset = load_dataset(data, data_dir=data_dir, image_size=image_size)
-    fx = load_or_train(dataset, device=resolve_device(device or "auto"), retrain=retrain, progress=True)
-    typer.echo(f"{fx.name}  sha256 {fx.sha256[:12]}  {100 * fx.accuracy:.2f}% {fx.accuracy_note}")
-    typer.echo(f"trained on {fx.meta['train_size']} images in {fx.meta['train_seconds']} s; cached in {cache_root() / 'features'}")
+    fx = feature_extractor(dataset, "train" if retrain else "auto", device=resolve_device(device or "auto"),
+                           retrain=retrain, progress=True)
+    accuracy = f"{100 * fx.accuracy:.2f}% " if fx.accuracy is not None else ""
+    typer.echo(f"{fx.name}  sha256 {fx.sha256[:12]}  {accuracy}{fx.accuracy_note}")
+    typer.echo(fx.origin)
 
 
 def main() -> None:

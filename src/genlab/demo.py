@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .api import train
-from .imageio import save_samples
+from .outputs import save_samples
 from .runs import Run
 
 DEMO_MODELS = ("vae", "dcgan", "ddpm")
@@ -67,17 +67,16 @@ def run_demo(out: str | Path = "demo", minutes_per_model: float = 2.0, data: str
                     data_dir=data_dir, sample_every=0)
         runs[name] = run
         info = run.info()
-        grid = save_samples(run.sample(64, seed=0, progress=True), out / f"{name}-samples.png")
-        speeds = {}
-        options = run.load_model().sample_options()
-        if options.get("sampler") == "ddpm":  # diffusion: the full chain and the fast sampler
-            speeds[f"ancestral {options['steps']} steps"] = time_sampling(run, 64)
-            speeds["DDIM 50 steps"] = time_sampling(run, timing_samples, sampler="ddim", steps=50)
-            ddim = save_samples(run.sample(64, seed=0, sampler="ddim", steps=50), out / f"{name}-ddim50-samples.png")
-            extra_grids = [("DDIM 50 steps", ddim)]
-        else:
-            speeds["one pass"] = time_sampling(run, timing_samples)
-            extra_grids = []
+        model = run.load_model()
+        grid = save_samples(run.sample(64, seed=0, progress=True), out / f"{name}-samples.png", model.output_kind)
+        speeds, extra_grids = {}, []
+        for i, (label, preset) in enumerate(model.sampling_presets().items()):
+            calls = model.sample_options(**preset).get("steps", 1)
+            speeds[label] = time_sampling(run, 64 if calls > 100 else timing_samples, **preset)  # long chains: fewer
+            if i:  # the first preset is the default, already drawn above
+                slug = label.lower().replace(" ", "-")
+                extra_grids.append((label, save_samples(run.sample(64, seed=0, **preset), out / f"{name}-{slug}-samples.png",
+                                                        model.output_kind)))
         rows.append({"model": name, "parameters": info["parameters"], "steps": info["step"],
                      "train_minutes": round(info["train_seconds"] / 60, 2),
                      "samples_per_sec": {k: round(v, 1) for k, v in speeds.items()},

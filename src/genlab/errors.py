@@ -29,6 +29,10 @@ class RunExistsError(GenlabError):
     """An output run directory that already holds a run."""
 
 
+class RunLockedError(GenlabError):
+    """A run directory that another process is using (training, resuming); see genlab.lock."""
+
+
 class TrainingDiverged(GenlabError):
     """The loss became NaN or infinite."""
 
@@ -36,7 +40,7 @@ class TrainingDiverged(GenlabError):
         kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint had been written yet"
         super().__init__(
             f"loss became non-finite at step {step} ({losses}); training stopped and {kept}. "
-            "Lower the learning rate (--lr) or the gradient clip (--set grad_clip=...), then resume."
+            "Lower the learning rate (--lr) or the gradient clip (--set train.grad_clip=...), then resume."
         )
         self.step = step
 

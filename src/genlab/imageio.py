@@ -1,9 +1,12 @@
-"""Saving samples: image grids (PNG via Pillow), arrays (.npz), and scatter plots for 2-D points."""
+"""Images in and out: uint8 conversion, grids (PNG via Pillow), and reading samples back from .npz.
+
+Writing samples of every kind (images, points, tokens, series, audio) lives in `genlab.outputs`;
+`save_samples` here is the old entry point that guessed the kind from the tensor's rank.
+"""
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, s
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Write `make_grid(images, nrow)` as an image file; Pillow picks the format from the suffix."""
     from PIL import Image
 
     grid = make_grid(images, nrow)
@@ -49,57 +53,39 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     return path
 
 
-def save_scatter(points: torch.Tensor, path: str | Path, reference: torch.Tensor | None = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    if reference is not None:
-        ax.scatter(*reference[:, :2].T.numpy(), s=2, c="#bbbbbb", label="data")
-    ax.scatter(*points[:, :2].detach().cpu().T.numpy(), s=2, c="#1f77b4", label="samples")
-    ax.set_xlim(-1.5, 1.5)
-    ax.set_ylim(-1.5, 1.5)
-    ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=7, markerscale=4)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def save_samples(samples: torch.Tensor, path: str | Path, labels: torch.Tensor | None = None,
                  reference: torch.Tensor | None = None) -> Path:
-    """Write samples by the file's extension: .png (grid or scatter) or .npz (arrays for evaluation).
+    """Deprecated: use `genlab.outputs.save_samples(samples, path, kind)` with the model's `output_kind`.
 
-    The .npz holds `images` as uint8 (N, H, W, C), the layout of most tools (e.g. the ADM/guided-diffusion
-    reference batches), or `points` float32 (N, D), plus `labels` if given.
+    Guesses the kind from the tensor: (N, C, H, W) images, (N, T) integer ids as tokens, anything else
+    as points. A guess by rank is what drew token arrays as scatter plots; callers name the kind instead.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        arrays = {"images": to_uint8(samples)} if samples.dim() == 4 else {"points": samples.float().cpu().numpy()}
-        if labels is not None:
-            arrays["labels"] = labels.cpu().numpy()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-        return path
-    if suffix in (".png", ".jpg", ".jpeg"):
-        if samples.dim() == 4:
-            return save_grid(samples, path)
-        return save_scatter(samples, path, reference if reference is not None and reference.dim() == 2 else None)
-    raise GenlabError(f"cannot write samples to '{path}': use a .png (grid) or .npz (arrays) file name")
+    import warnings
+
+    from . import outputs
+
+    warnings.warn("genlab.imageio.save_samples guesses the kind of samples from their shape; call "
+                  "genlab.outputs.save_samples(samples, path, kind=model.output_kind)", DeprecationWarning,
+                  stacklevel=2)
+    if samples.dim() == 4:
+        kind = "image"
+    elif samples.dim() == 2 and not samples.is_floating_point():
+        kind = "tokens"
+    else:
+        kind = "points"
+    return outputs.save_samples(samples, path, kind, labels=labels, reference=reference)
+
+
+# .npz keys written by genlab.outputs for kinds other than images -> the dtype they are read back as
+_ARRAY_KEYS = {"points": torch.float32, "tokens": torch.long, "series": torch.float32, "audio": torch.float32}
 
 
 def load_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Read an .npz written by genlab or another tool -> (samples in the data range, labels or None).
 
-    Accepts uint8 images (N, H, W, C) or (N, C, H, W), float images in [-1, 1] or [0, 1], or `points`.
+    Accepts uint8 images (N, H, W, C) or (N, C, H, W), float images in [-1, 1] or [0, 1], and the arrays
+    `genlab.outputs` writes for the other kinds: `points`, `tokens` (int64), `series`, `audio` (float32,
+    as saved; an audio file's `sample_rate` is not returned).
     """
     path = Path(path)
     if not path.exists():
@@ -110,11 +96,13 @@ def load_samples(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     except (OSError, ValueError) as e:
         raise GenlabError(f"{path} is not a readable .npz file ({e})") from None
     labels = torch.from_numpy(data["labels"]).long() if "labels" in keys else None
-    if "points" in keys:
-        return torch.from_numpy(np.asarray(data["points"], dtype=np.float32)), labels
+    for key, dtype in _ARRAY_KEYS.items():
+        if key in keys:
+            return torch.from_numpy(np.asarray(data[key])).to(dtype), labels
     key = "images" if "images" in keys else ("arr_0" if "arr_0" in keys else None)
     if key is None:
-        raise GenlabError(f"{path} holds {keys}; expected an 'images' (or 'arr_0') array, or 'points'")
+        raise GenlabError(f"{path} holds {keys}; expected an 'images' (or 'arr_0') array, or one of "
+                          f"{', '.join(repr(k) for k in _ARRAY_KEYS)}")
     arr = np.asarray(data[key])
     if arr.ndim == 3:
         arr = arr[..., None]

@@ -1,11 +1,18 @@
 """A run directory: its config, checkpoints, samples, metrics and log, and what can be done with it.
 
 runs/NAME/
-  config.yaml      model, model config, trainer config, data shape/classes (human-readable, editable)
+  config.yaml      format version, model, model config, conditions, trainer config, data spec, references
+                   to other runs (path, checkpoint, SHA-256), assets (name -> SHA-256); human-readable
+  assets/          files the data needs to be read again the same way (tokenizer, normalisation)
   metrics.jsonl    one JSON line per logged step (losses, lr, throughput) and per evaluation
   log.txt          the training log
-  samples/         sample grids written during training
+  samples/         previews written during training
   checkpoints/     see genlab.train.checkpoint
+  .lock            present while a process writes the run (see genlab.lock)
+
+Runs from before format 2 (genlab 0.1's first layout) are migrated on load: `class_conditional: true`
+becomes the condition `label`, and their weights are renamed by each model's `migrate_state_dict`. They
+can be sampled and evaluated; to train further, start a new run from them with --init-from.
 """
 
 from __future__ import annotations
@@ -14,15 +21,21 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+import yaml
 
 from . import __version__
+from .batch import LABEL, Batch
 from .config import from_dict, load_yaml, save_yaml, to_dict
-from .errors import CheckpointError, GenlabError, RunExistsError
+from .data.base import DataSource, DataSpec
+from .errors import ArgumentError, CheckpointError, GenlabError, RunExistsError
+from .files import file_digest
 from .registry import get_model_class
 from .train import checkpoint as ckpt
+
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -33,11 +46,15 @@ class TrainConfig:
     data_dir: str | None = None
     image_size: int | None = None
     download: bool = False
+    data_options: dict = field(default_factory=dict)  # scheme options, e.g. block_size, tokenizer
     batch_size: int | None = None  # per process; the effective batch is this times the process count
     lr: float | None = None
     betas: tuple[float, float] | None = None
     weight_decay: float | None = None
     warmup_steps: int | None = None
+    schedule: Literal["constant", "warmup", "cosine"] | None = None  # warmup: linear warm-up, then constant
+    total_steps: int | None = None  # the cosine schedule's length (default: the --steps budget)
+    min_lr_ratio: float = 0.1  # the cosine schedule ends at this share of the lr
     grad_clip: float | None = None  # 0 disables clipping
     ema_decay: float | None = None
     seed: int = 0
@@ -51,11 +68,32 @@ class TrainConfig:
 
     def resolved(self, model_defaults: dict[str, Any]) -> "TrainConfig":
         base = {"batch_size": 64, "lr": 2e-4, "betas": (0.9, 0.999), "weight_decay": 0.0, "warmup_steps": 100,
-                "grad_clip": 1.0, "ema_decay": 0.999}
+                "grad_clip": 1.0, "ema_decay": 0.999, "schedule": "warmup"}
         base.update(model_defaults)
         filled = {k: (base[k] if getattr(self, k) is None and k in base else getattr(self, k)) for k in to_dict(self)}
         filled["betas"] = tuple(filled["betas"])
-        return TrainConfig(**filled)
+        return TrainConfig(**filled).validated()
+
+    def validated(self) -> "TrainConfig":
+        """Raise ArgumentError for settings that cannot work, naming the setting and what it accepts."""
+        positive = {"batch_size": "--batch-size", "log_every": "train.log_every", "eval_samples": "train.eval_samples"}
+        for key, flag in positive.items():
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ArgumentError(f"{flag} must be at least 1, got {value}")
+        at_least_zero = {"sample_every": "--sample-every", "checkpoint_every": "--checkpoint-every",
+                         "eval_every": "--eval-every", "warmup_steps": "train.warmup_steps",
+                         "keep_checkpoints": "train.keep_checkpoints", "grad_clip": "train.grad_clip",
+                         "weight_decay": "train.weight_decay"}
+        for key, flag in at_least_zero.items():
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ArgumentError(f"{flag} cannot be negative, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise ArgumentError(f"--lr must be positive, got {self.lr}")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ArgumentError(f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        return self
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -63,7 +101,16 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise GenlabError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ArgumentError(f"--device '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
+
+
+def data_info(data: DataSource) -> dict[str, Any]:
+    """What a run records of its data: the spec (enough to rebuild the model) and where it came from."""
+    return {"name": data.name, **data.spec.to_dict(), "train_size": data.train_size(),
+            "val_size": len(next(iter(data.validation().values()))), "notes": list(data.notes)}
 
 
 class Run:
@@ -74,18 +121,38 @@ class Run:
         cfg_path = self.path / "config.yaml"
         if not cfg_path.exists():
             raise GenlabError(f"{self.path} is not a genlab run (no config.yaml). Train one with `genlab train MODEL --out {self.path}`.")
-        raw = load_yaml(cfg_path)
+        try:
+            raw = load_yaml(cfg_path)
+            if not isinstance(raw, dict) or "model" not in raw or "data_info" not in raw:
+                raise ValueError("it lacks the 'model' or 'data_info' section")
+        except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise GenlabError(f"{cfg_path} is damaged and cannot be read ({first}). Restore it from a backup or "
+                              "fix it by hand (it is plain YAML); the checkpoints themselves are untouched.") from None
+        self.format_version = int(raw.get("format_version", 1))
+        if self.format_version > FORMAT_VERSION:
+            raise GenlabError(f"{self.path} was written by a newer genlab (run format {self.format_version}, this "
+                              f"genlab reads up to {FORMAT_VERSION}); upgrade genlab to use it.")
+        if self.format_version < FORMAT_VERSION:
+            raw = _migrate(raw)
         self.model_name: str = raw["model"]
         model_cls = get_model_class(self.model_name)
-        self.model_config = from_dict(model_cls.config_class, raw.get("model_config", {}), "model_config")
-        self.train_config: TrainConfig = from_dict(TrainConfig, raw.get("train", {}), "train")
+        self.model_config = from_dict(model_cls.config_class, raw.get("model_config") or {}, "model_config")
+        self.train_config: TrainConfig = from_dict(TrainConfig, raw.get("train") or {}, "train")
         self.data_info: dict[str, Any] = raw["data_info"]
+        self.spec = DataSpec.from_dict(self.data_info)
+        self.conditions: tuple[str, ...] = tuple(raw.get("conditions") or ())
+        self.references: dict[str, dict[str, str]] = raw.get("references") or {}
+        self.asset_digests: dict[str, str] = raw.get("assets") or {}
+        self.init_from: dict[str, str] | None = raw.get("init_from")
         self._models: dict[tuple, Any] = {}
 
     # ------------------------------------------------------------------ creation
     @classmethod
     def create(cls, path: str | Path, model_name: str, model_config: Any, train_config: TrainConfig,
-               data_info: dict[str, Any], overwrite: bool = False) -> "Run":
+               data_info: dict[str, Any], overwrite: bool = False, conditions: tuple[str, ...] = (),
+               references: dict[str, dict[str, str]] | None = None, assets: dict[str, bytes] | None = None,
+               init_from: dict[str, str] | None = None) -> "Run":
         path = Path(path)
         if (path / "config.yaml").exists() or (path.exists() and any(path.iterdir())):
             if not (path / "config.yaml").exists():  # --overwrite deletes runs, never other folders
@@ -95,15 +162,29 @@ class Run:
                     f"{path} already holds a run. Continue it with `genlab train --resume {path}`, "
                     "start afresh with --overwrite (deletes it), or choose another --out."
                 )
+            from .lock import RunLock
+
+            with RunLock(path):  # refuses while another process trains it
+                pass
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
-        cls.write_config(path, model_name, model_config, train_config, data_info)
+        digests = {}
+        if assets:
+            (path / "assets").mkdir(exist_ok=True)
+            for name, content in assets.items():
+                (path / "assets" / name).write_bytes(content)
+                digests[name] = file_digest(path / "assets" / name)
+        save_yaml({"format_version": FORMAT_VERSION, "genlab_version": __version__, "model": model_name,
+                   "model_config": to_dict(model_config), "conditions": list(conditions),
+                   "train": to_dict(train_config), "data_info": data_info, "references": references or {},
+                   "assets": digests, "init_from": init_from}, path / "config.yaml")
         return cls(path)
 
-    @staticmethod
-    def write_config(path: Path, model_name, model_config, train_config, data_info) -> None:
-        save_yaml({"genlab_version": __version__, "model": model_name, "model_config": to_dict(model_config),
-                   "train": to_dict(train_config), "data_info": data_info}, Path(path) / "config.yaml")
+    def save_config(self) -> None:
+        """Rewrite config.yaml after a change of trainer settings (a resume with new options)."""
+        raw = load_yaml(self.path / "config.yaml")
+        raw["train"] = to_dict(self.train_config)
+        save_yaml(raw, self.path / "config.yaml")
 
     # ------------------------------------------------------------------ paths
     @property
@@ -118,10 +199,37 @@ class Run:
     def samples_dir(self) -> Path:
         return self.path / "samples"
 
+    # ------------------------------------------------------------------ what the run keeps
+    def assets(self) -> dict[str, bytes]:
+        """The saved data assets, checked against the digests recorded at creation."""
+        out = {}
+        for name, digest in self.asset_digests.items():
+            path = self.path / "assets" / name
+            if not path.exists() or file_digest(path) != digest:
+                raise GenlabError(f"{path} is missing or was changed since the run was created (SHA-256 mismatch); "
+                                  "the run cannot read its data the same way. Restore the file from a backup.")
+            out[name] = path.read_bytes()
+        return out
+
+    def output_context(self) -> dict[str, Any]:
+        """What the writers of this run's outputs need: class names, a token decoder, a sample rate."""
+        context: dict[str, Any] = {"class_names": self.spec.class_names}
+        if "sample_rate" in self.spec.extras:
+            context["sample_rate"] = self.spec.extras["sample_rate"]
+        if self.spec.kind == "tokens" and self.asset_digests:
+            from .data.text import tokenizer_from_assets
+
+            context["decode"] = tokenizer_from_assets(self.assets()).decode
+        return context
+
     # ------------------------------------------------------------------ models
-    def build_model(self):
+    def build_model(self, attach_references: bool = True):
         cls = get_model_class(self.model_name)
-        return cls(self.model_config, tuple(self.data_info["shape"]), int(self.data_info.get("num_classes", 0)))
+        model = cls(self.model_config, self.spec, self.conditions)
+        if attach_references:
+            for name, ref in self.references.items():
+                model.attach_reference(name, load_reference(ref, self.path))
+        return model
 
     def load_model(self, checkpoint: str = "latest", ema: bool = True, device: str | torch.device | None = None):
         """The model with the weights of `checkpoint` ("latest", "best" or "step-..."), in eval mode."""
@@ -131,7 +239,11 @@ class Run:
             step_dir = ckpt.resolve(self.checkpoints, checkpoint)
             meta, model_state, ema_state, _ = ckpt.load(step_dir, self.model_name)
             model = self.build_model()
-            ckpt.load_weights(model, ema_state if ema else model_state, step_dir)
+            state = ema_state if ema else model_state
+            version = int(meta.get("format_version", 1))
+            if version < FORMAT_VERSION:
+                state = type(model).migrate_state_dict(state, version)
+            ckpt.load_weights(model, state, step_dir)
             model.checkpoint_step = meta["step"]
             self._models[key] = model.to(device).eval()
         return self._models[key]
@@ -140,32 +252,26 @@ class Run:
         return ckpt.resolve(self.checkpoints, "latest", must_exist=False) is not None
 
     # ------------------------------------------------------------------ using it
-    def sample(self, n: int, labels: torch.Tensor | list[int] | None = None, seed: int = 0, batch_size: int = 500,
-               checkpoint: str = "latest", device: str | None = None, progress: bool = False,
-               **options: Any) -> torch.Tensor:
-        """n samples (CPU float32, data range) from the EMA weights, in batches, reproducible by `seed`."""
-        if n < 1:
-            raise GenlabError(f"number of samples must be at least 1, got {n}")
-        model = self.load_model(checkpoint, device=device)
-        generator = torch.Generator(model.device).manual_seed(seed)
-        labels_t = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
-        if labels_t is not None and len(labels_t) != n:
-            raise GenlabError(f"got {len(labels_t)} labels for {n} samples; give one label per sample")
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+    def sample(self, n: int, conditions: Batch | None = None, labels: torch.Tensor | list[int] | None = None,
+               seed: int = 0, batch_size: int = 500, checkpoint: str = "latest", device: str | None = None,
+               progress: bool = False, **options: Any) -> torch.Tensor:
+        """n samples (CPU float32, data range) from the EMA weights, in batches, reproducible by `seed`.
 
-            bar = tqdm(total=n, desc=f"sampling {self.model_name}", unit="img")
-        out = []
-        for start in range(0, n, batch_size):
-            m = min(batch_size, n - start)
-            lab = None if labels_t is None else labels_t[start : start + m].to(model.device)
-            out.append(model.sample(m, labels=lab, generator=generator, **options).float().cpu())
-            if bar:
-                bar.update(m)
-        if bar:
-            bar.close()
-        return torch.cat(out)
+        Args:
+            conditions: named condition tensors with one entry per sample, e.g. {"label": tensor of n ints}.
+            labels: shorthand for conditions={"label": labels}.
+            **options: the model's sampling options (sampler, steps, guidance_scale...).
+        """
+        from .sampling import sample_in_batches
+
+        if n < 1:
+            raise ArgumentError(f"number of samples must be at least 1, got {n}")
+        conditions = dict(conditions or {})
+        if labels is not None:
+            conditions[LABEL] = torch.as_tensor(labels).long().reshape(-1)
+        model = self.load_model(checkpoint, device=device)
+        return sample_in_batches(model, n, conditions, seed=seed, batch_size=batch_size, options=options,
+                                 progress=f"sampling {self.model_name}" if progress else None)
 
     def metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
@@ -179,7 +285,7 @@ class Run:
         return rows
 
     def info(self) -> dict[str, Any]:
-        rows = [r for r in self.metrics() if "loss" in r or any(k.endswith("loss") for k in r)]
+        rows = [r for r in self.metrics() if any(k.endswith("loss") for k in r)]
         latest = ckpt.resolve(self.checkpoints, "latest", must_exist=False)
         meta = json.loads((latest / "meta.json").read_text()) if latest and (latest / "meta.json").exists() else {}
         last = rows[-1] if rows else {}
@@ -187,22 +293,62 @@ class Run:
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
         return {
             "run": str(self.path),
+            "format_version": self.format_version,
             "model": self.model_name,
             "model_config": to_dict(self.model_config),
+            "conditions": list(self.conditions),
             "train": to_dict(self.train_config),
             "data": self.data_info,
-            "parameters": sum(p.numel() for p in self.build_model().parameters()),
+            "references": self.references,
+            "init_from": self.init_from,
+            "parameters": sum(p.numel() for p in self.build_model(attach_references=False).parameters()),
             "step": meta.get("step", 0),
             "checkpoint": str(latest) if latest else None,
             "train_seconds": state.get("train_seconds", last.get("time", 0.0)),
             "effective_batch_size": state.get("effective_batch_size"),
             "world_size": state.get("world_size"),
             "status": state.get("status"),
-            "last_losses": {k: v for k, v in last.items() if k not in ("step", "time", "lr", "samples_per_sec")},
+            "last_losses": {k: v for k, v in last.items() if k not in ("step", "time", "samples_per_sec") and not k.startswith("lr")},
         }
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, model={self.model_name!r})"
+
+
+# ---------------------------------------------------------------------------------------------- references
+def reference_record(run_path: str | Path, checkpoint: str = "latest") -> dict[str, str]:
+    """What a run records of a run it uses: absolute path, the exact checkpoint, its weights' SHA-256."""
+    other = Run(run_path)
+    step_dir = ckpt.resolve(other.checkpoints, checkpoint)
+    meta = json.loads((step_dir / "meta.json").read_text())
+    return {"path": str(other.path.resolve()), "model": other.model_name, "checkpoint": step_dir.name,
+            "sha256": meta["sha256"]["ema.safetensors"]}
+
+
+def load_reference(ref: dict[str, str], user: Path):
+    """The frozen EMA model of a referenced run, after checking it is still the one recorded."""
+    path = Path(ref["path"])
+    step_dir = path / "checkpoints" / ref["checkpoint"]
+    if not (step_dir / "ema.safetensors").exists():
+        raise CheckpointError(f"run {user} uses {step_dir}, which no longer exists (moved or deleted). Put the run "
+                              f"back at {path}, or edit 'references' in {user / 'config.yaml'} to its new place.")
+    if file_digest(step_dir / "ema.safetensors") != ref["sha256"]:
+        raise CheckpointError(f"run {user} uses {step_dir}, but its weights changed since (SHA-256 mismatch): "
+                              f"{user} was trained on other weights. Restore the original run at {path}.")
+    return Run(path).load_model(ref["checkpoint"], device="cpu")
+
+
+def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 config (genlab 0.1 before the core contract v2) -> format 2."""
+    raw = dict(raw)
+    mcfg = dict(raw.get("model_config") or {})
+    conditional = bool(mcfg.pop("class_conditional", False))
+    raw["model_config"] = mcfg
+    info = dict(raw["data_info"])
+    info.setdefault("conditions", ["label"] if info.get("num_classes") else [])
+    raw["data_info"] = info
+    raw["conditions"] = ["label"] if conditional and info.get("num_classes") else []
+    return raw
 
 
 def model_config_from(model_name: str, overrides: dict[str, Any] | None = None):

@@ -1,51 +1,236 @@
-"""The Dataset container and the name -> loader registry."""
+"""What every data source is, the in-memory one, and the registry of named datasets and schemes.
+
+A data source hands the trainer batch number `index` of process `rank` as a dict of named tensors
+(`genlab.batch`). By contract a batch is a function of (seed, index, rank, world_size, batch_size) and
+nothing else, so a resumed run draws exactly the batches the uninterrupted run would have drawn.
+
+Names resolve in one place, `load_data`: a registered dataset name (`digits`, `mnist`...) or a scheme
+`SCHEME:ARGUMENT` (`imagefolder:PATH`, `text:PATH`...). Each registers itself with the loader that parses
+it; nothing is recognised by the name of a function.
+"""
 
 from __future__ import annotations
 
+import abc
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
+import numpy as np
 import torch
 
-from ..errors import UnknownNameError
+from ..batch import LABEL, X, Batch
+from ..errors import ArgumentError, DataError, UnknownNameError
+
+Kind = Literal["image", "points", "tokens", "series", "audio"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What one item looks like: all a model needs to be built for the data."""
+
+    kind: Kind
+    shape: tuple[int, ...]  # one item of x: (C, H, W), (D,), (T,) tokens, (C, T) series
+    num_classes: int = 0
+    class_names: tuple[str, ...] | None = None
+    vocab_size: int = 0  # tokens: size of the vocabulary of x (and of text/source unless given apart)
+    conditions: tuple[str, ...] = ()  # condition tensors the batches carry (label, text, source, x_b...)
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. pad_id, sample_rate, source_vocab_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "shape": list(self.shape), "num_classes": self.num_classes,
+                "class_names": list(self.class_names) if self.class_names else None, "vocab_size": self.vocab_size,
+                "conditions": list(self.conditions), "extras": dict(self.extras)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
+        names = d.get("class_names")
+        return cls(kind=d.get("kind", "image"), shape=tuple(d["shape"]), num_classes=int(d.get("num_classes", 0)),
+                   class_names=tuple(names) if names else None, vocab_size=int(d.get("vocab_size", 0)),
+                   conditions=tuple(d.get("conditions", ("label",) if d.get("num_classes") else ())),
+                   extras=dict(d.get("extras") or {}))
 
 
 @dataclass
-class Dataset:
+class LoadOptions:
+    """Everything a loader may be told, the same for every loader."""
+
+    data_dir: str | Path | None = None
+    image_size: int | None = None
+    download: bool = False
+    seed: int = 0
+    val_fraction: float = 0.1
+    options: dict[str, Any] = field(default_factory=dict)  # scheme-specific (block_size, tokenizer...)
+    assets: dict[str, bytes] | None = None  # a run's saved tokenizer/statistics: reuse, never refit
+
+
+class DataSource(abc.ABC):
+    """A source of training batches and held-out items."""
+
     name: str
-    x_train: torch.Tensor  # (N, C, H, W) in [-1, 1], or (N, D) points
-    y_train: torch.Tensor | None  # (N,) int64 class labels, or None
-    x_val: torch.Tensor
-    y_val: torch.Tensor | None
-    kind: Literal["image", "points"] = "image"
-    class_names: list[str] | None = None
+    spec: DataSpec
     source: str = ""
-    notes: list[str] = field(default_factory=list)
+    notes: list[str]
+
+    @abc.abstractmethod
+    def train_batch(self, index: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
+                    device: torch.device | str = "cpu") -> Batch:
+        """Batch number `index` of process `rank`, on `device`; a function of its arguments only."""
+
+    @abc.abstractmethod
+    def train_size(self) -> int:
+        """Training items (or windows) in one pass; a batch larger than this is refused."""
+
+    @abc.abstractmethod
+    def validation(self, n: int | None = None) -> Batch:
+        """The first n held-out items (all if None), always the same ones, on the CPU."""
+
+    def assets(self) -> dict[str, bytes]:
+        """Files the run must keep to read this data again the same way (tokenizer, normalisation)."""
+        return {}
+
+    # shorthands most callers want
+    @property
+    def kind(self) -> Kind:
+        return self.spec.kind
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Shape of one item, e.g. (1, 28, 28)."""
-        return tuple(self.x_train.shape[1:])
+        return self.spec.shape
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_names) if self.class_names else 0
+        return self.spec.num_classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return list(self.spec.class_names) if self.spec.class_names else None
+
+    def describe(self) -> str:
+        classes = f", {self.num_classes} classes" if self.num_classes else ""
+        return f"{self.name}: {self.train_size()} training items, item shape {self.shape} ({self.kind}){classes}"
+
+
+def decode(x: torch.Tensor) -> torch.Tensor:
+    """Stored items -> float32 model input: uint8 images to [-1, 1], floats as they are."""
+    return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x.float()
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of n items that epoch `epoch` visits (CPU, seeded; cached for the epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7_777 + epoch))
+
+
+def epoch_indices(n: int, index: int, batch_size: int, seed: int, rank: int, world_size: int) -> torch.Tensor:
+    """Item indices of batch `index` for `rank`: every process takes its slice of one global batch."""
+    global_batch = batch_size * world_size
+    per_epoch = n // global_batch
+    if per_epoch < 1:
+        raise ArgumentError(f"the data has {n} training items, fewer than one batch of {global_batch}; "
+                            "lower --batch-size")
+    epoch, i = divmod(index, per_epoch)
+    start = i * global_batch + rank * batch_size
+    return epoch_order(n, seed, epoch)[start : start + batch_size]
+
+
+class Dataset(DataSource):
+    """Items held in memory (or memory-mapped): images, points, or any fixed-shape arrays, optional labels.
+
+    8-bit images stay uint8 (4x smaller than float32) and are decoded to [-1, 1] per batch on the
+    device. `x_train`/`x_val` give the decoded float tensors for evaluation.
+    """
+
+    def __init__(self, name: str, x_train, y_train: torch.Tensor | None, x_val, y_val: torch.Tensor | None,
+                 kind: Kind = "image", class_names: list[str] | None = None, source: str = "",
+                 notes: list[str] | None = None, extras: dict[str, Any] | None = None):
+        self.name = name
+        self.stored_train, self.stored_val = x_train, x_val  # uint8 or float; tensor or np.memmap
+        self.y_train, self.y_val = y_train, y_val
+        self.source = source
+        self.notes = list(notes or [])
+        conditions = (LABEL,) if class_names and y_train is not None else ()
+        self.spec = DataSpec(kind, tuple(x_train.shape[1:]), len(class_names) if class_names else 0,
+                             tuple(class_names) if class_names else None, conditions=conditions,
+                             extras=dict(extras or {}))
+        self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._decoded: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ evaluation-side views
+    def _decode_all(self, which: str) -> torch.Tensor:
+        if which not in self._decoded:
+            stored = self.stored_train if which == "train" else self.stored_val
+            if isinstance(stored, np.ndarray):  # a memory map is read-only: copy it, never alias it
+                stored = torch.from_numpy(np.array(stored))
+            self._decoded[which] = decode(stored)
+        return self._decoded[which]
+
+    @property
+    def x_train(self) -> torch.Tensor:
+        return self._decode_all("train")
+
+    @property
+    def x_val(self) -> torch.Tensor:
+        return self._decode_all("val")
+
+    # ------------------------------------------------------------------ DataSource
+    def train_size(self) -> int:
+        return len(self.stored_train)
+
+    def train_batch(self, index, batch_size, *, seed, rank=0, world_size=1, device="cpu") -> Batch:
+        idx = epoch_indices(len(self.stored_train), index, batch_size, seed, rank, world_size)
+        if isinstance(self.stored_train, np.ndarray):  # memory-mapped: gather on the host, copy over
+            x = torch.from_numpy(np.ascontiguousarray(self.stored_train[np.sort(idx.numpy())]))
+            order = torch.argsort(torch.argsort(idx))  # back to the permuted order
+            x = x[order]
+            if torch.device(device).type == "cuda":
+                x = x.pin_memory()
+            batch = {X: decode(x.to(device, non_blocking=True))}
+            if self.y_train is not None:
+                batch[LABEL] = self.y_train[idx].to(device, non_blocking=True)
+            return batch
+        key = str(device)
+        if key not in self._on_device:  # the whole (compact) training set lives on the device once
+            y = self.y_train.to(device) if self.y_train is not None else None
+            self._on_device[key] = (self.stored_train.to(device), y)
+        x_all, y_all = self._on_device[key]
+        idx = idx.to(x_all.device, non_blocking=True)
+        batch = {X: decode(x_all[idx])}
+        if y_all is not None:
+            batch[LABEL] = y_all[idx]
+        return batch
+
+    def validation(self, n=None) -> Batch:
+        n = len(self.stored_val) if n is None else min(n, len(self.stored_val))
+        batch = {X: self.x_val[:n]}
+        if self.y_val is not None:
+            batch[LABEL] = self.y_val[:n]
+        return batch
 
     def describe(self) -> str:
         classes = f", {self.num_classes} classes" if self.num_classes else ", unlabelled"
-        return f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} val, item shape {self.shape}{classes}"
+        return f"{self.name}: {len(self.stored_train)} train / {len(self.stored_val)} val, item shape {self.shape}{classes}"
+
+
+# ---------------------------------------------------------------------------------------------- registry
+Loader = Callable[[str, LoadOptions], DataSource]
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A named dataset (`mnist`) or a scheme (`text`, used as `text:PATH`)."""
+
     name: str
     description: str
     source: str
     shape: str
     classes: str
-    loader: Callable[..., Dataset]
+    loader: Loader  # loader(name_or_argument, options) -> DataSource
     needs_files: bool = False
+    scheme: bool = False  # True: used as NAME:ARGUMENT
+    usage: str = ""  # e.g. "text:PATH"
+    options: dict[str, str] = field(default_factory=dict)  # scheme option -> help (--set train.data_options.K=V)
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
@@ -61,18 +246,36 @@ def dataset_infos() -> list[DatasetInfo]:
 
 
 def _ensure_loaded() -> None:
-    from . import images, toy  # noqa: F401  (they register themselves)
+    import importlib
+
+    # each module registers what it provides; a module missing an optional dependency registers nothing
+    for module in ("images", "toy", "text", "sequences", "series", "domains", "imagecache"):
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.{module}":
+                raise
 
 
-def load_dataset(
-    name: str,
-    data_dir: str | Path | None = None,
-    image_size: int | None = None,
-    download: bool = False,
-    seed: int = 0,
-    val_fraction: float = 0.1,
-) -> Dataset:
-    """Load a dataset by name.
+def load_data(name: str, options: LoadOptions | None = None, **kwargs: Any) -> DataSource:
+    """Any data source by name or `SCHEME:ARGUMENT`; `kwargs` fill LoadOptions."""
+    _ensure_loaded()
+    opts = options or LoadOptions(**kwargs)
+    scheme, sep, argument = name.partition(":")
+    if sep and scheme in _REGISTRY and _REGISTRY[scheme].scheme:
+        if not argument:
+            raise ArgumentError(f"'{name}' needs an argument: {_REGISTRY[scheme].usage}")
+        return _REGISTRY[scheme].loader(argument, opts)
+    info = _REGISTRY.get(name)
+    if info is None or info.scheme:
+        valid = [i.usage if i.scheme else i.name for i in _REGISTRY.values()]
+        raise UnknownNameError("dataset", name, valid)
+    return info.loader(name, opts)
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int | None = None,
+                 download: bool = False, seed: int = 0, val_fraction: float = 0.1) -> Dataset:
+    """An in-memory dataset (images or points) by name, for evaluation and the like.
 
     Args:
         name: a registered name (`genlab datasets` lists them) or `imagefolder:PATH`.
@@ -82,23 +285,13 @@ def load_dataset(
         seed: seed of the train/validation split.
         val_fraction: share held out for validation when the source has no separate split.
     """
-    _ensure_loaded()
-    if name.startswith("imagefolder:"):
-        from .images import load_imagefolder
-
-        return load_imagefolder(name.split(":", 1)[1], image_size=image_size, seed=seed, val_fraction=val_fraction)
-    if name not in _REGISTRY:
-        raise UnknownNameError("dataset", name, list(_REGISTRY) + ["imagefolder:PATH"])
-    info = _REGISTRY[name]
-    kwargs = dict(seed=seed, val_fraction=val_fraction)
-    if info.needs_files:
-        kwargs.update(data_dir=data_dir, download=download)
-    if info.loader.__name__ != "load_points":
-        kwargs["image_size"] = image_size
-    return info.loader(name, **kwargs)
+    data = load_data(name, LoadOptions(data_dir, image_size, download, seed, val_fraction))
+    if not isinstance(data, Dataset):
+        raise DataError(f"'{name}' is a {data.kind} source, not an in-memory set of images or points")
+    return data
 
 
-def split(x: torch.Tensor, y: torch.Tensor | None, val_fraction: float, seed: int):
+def split(x, y: torch.Tensor | None, val_fraction: float, seed: int):
     """Fixed-seed random split into (x_train, y_train, x_val, y_val)."""
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=g)

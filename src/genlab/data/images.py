@@ -1,9 +1,14 @@
-"""Image datasets: scikit-learn digits (embedded), IDX (MNIST family), CIFAR-10, and folders of images."""
+"""Image datasets: scikit-learn digits (embedded), IDX (MNIST family) and CIFAR-10.
+
+8-bit sets stay uint8 (N, C, H, W) in memory, a quarter of float32, and are decoded to [-1, 1] per
+batch (`base.decode`). Folders of the user's own images live in `imagecache.py`.
+"""
 
 from __future__ import annotations
 
 import gzip
-import pickle  # only for CIFAR-10's official python batches, which are plain dicts of arrays
+import io
+import pickle  # CIFAR-10's official batches are pickles: read through `_CifarUnpickler` only
 import struct
 import tarfile
 import zlib
@@ -14,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from .base import Dataset, DatasetInfo, register, split
+from ..files import file_digest
+from .base import Dataset, DatasetInfo, LoadOptions, register, split
 from .download import download
 
 DIGIT_NAMES = [str(i) for i in range(10)]
@@ -57,28 +63,33 @@ IDX_SOURCES = {
 }
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
-
-
-def to_unit_range(images_uint8: np.ndarray) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 in [-1, 1]."""
-    return torch.from_numpy(images_uint8.astype(np.float32)).div_(127.5).sub_(1.0)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}  # what imagefolder:PATH and `evaluate` read
 
 
 def resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Square-resize images (N, C, H, W); uint8 stays uint8 (resized in float, rounded back)."""
     if size is None or x.shape[-1] == size and x.shape[-2] == size:
         return x
     antialias = size < x.shape[-1]
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias).clamp_(-1, 1)
+    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
+    if x.dtype == torch.uint8:
+        return y.round_().clamp_(0, 255).to(torch.uint8)
+    return y.clamp_(-1, 1)
+
+
+def _data_dir(name: str, opts: LoadOptions) -> Path:
+    return Path(opts.data_dir) if opts.data_dir else Path("data") / name
 
 
 # ---------------------------------------------------------------- digits (embedded default)
-def load_digits(name: str, image_size: int | None, seed: int, val_fraction: float) -> Dataset:
+def load_digits(name: str, opts: LoadOptions) -> Dataset:
+    """scikit-learn's 8x8 digits; 17 grey levels (0..16), so float32 rather than uint8."""
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0 * 2 - 1).unsqueeze(1)  # (1797, 1, 8, 8)
     y = torch.from_numpy(bunch.target.astype(np.int64))
-    xt, yt, xv, yv = split(resize(x, image_size), y, val_fraction, seed)
+    xt, yt, xv, yv = split(resize(x, opts.image_size), y, opts.val_fraction, opts.seed)
     return Dataset(name, xt, yt, xv, yv, class_names=DIGIT_NAMES, source="scikit-learn (UCI optical digits), embedded")
 
 
@@ -112,13 +123,14 @@ def _find(data_dir: Path, filename: str) -> Path | None:
     return None
 
 
-def load_idx(name: str, data_dir, download: bool, image_size: int | None, seed: int, val_fraction: float) -> Dataset:
+def load_idx(name: str, opts: LoadOptions) -> Dataset:
+    """An MNIST-family set from its official IDX files (the test pair alone is enough), checked by MD5 on download."""
     base_url, class_names, files = IDX_SOURCES[name]
-    data_dir = Path(data_dir) if data_dir else Path("data") / name
-    if download:
+    data_dir = _data_dir(name, opts)
+    if opts.download:
         for fname, md5 in files.items():
             if _find(data_dir, fname) is None:
-                globals()["download"](base_url + fname, data_dir / fname, md5)
+                download(base_url + fname, data_dir / fname, md5)
     parts = {}
     for prefix in ("train", "t10k"):
         img, lab = _find(data_dir, f"{prefix}-images-idx3-ubyte.gz"), _find(data_dir, f"{prefix}-labels-idx1-ubyte.gz")
@@ -135,25 +147,86 @@ def load_idx(name: str, data_dir, download: bool, image_size: int | None, seed: 
     for images, labels in parts.values():
         if len(images) != len(labels):
             raise DataError(f"{data_dir}: {len(images)} images but {len(labels)} labels; the files do not belong together.")
+
+    def to_xy(pair: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.from_numpy(pair[0].copy())[:, None]  # (N, 1, 28, 28) uint8; copy: frombuffer is read-only
+        return resize(images, opts.image_size), torch.from_numpy(pair[1].astype(np.int64))
+
     notes = []
-    to_xy = lambda p: (resize(to_unit_range(p[0][:, None]), image_size), torch.from_numpy(p[1].astype(np.int64)))
     if "train" in parts and "t10k" in parts:
         (xt, yt), (xv, yv) = to_xy(parts["train"]), to_xy(parts["t10k"])
         notes.append("train split for training, official test split for validation")
     else:
         only = "train" if "train" in parts else "test"
         x, y = to_xy(parts["train" if only == "train" else "t10k"])
-        xt, yt, xv, yv = split(x, y, val_fraction, seed)
-        notes.append(f"only the {only} split was found in {data_dir}; it was split {1 - val_fraction:.0%}/{val_fraction:.0%} (seed {seed})")
+        xt, yt, xv, yv = split(x, y, opts.val_fraction, opts.seed)
+        notes.append(f"only the {only} split was found in {data_dir}; it was split "
+                     f"{1 - opts.val_fraction:.0%}/{opts.val_fraction:.0%} (seed {opts.seed})")
     return Dataset(name, xt, yt, xv, yv, class_names=class_names, source=f"{data_dir} ({base_url})", notes=notes)
 
 
 # ---------------------------------------------------------------- CIFAR-10 (python pickle batches)
-def load_cifar10(name: str, data_dir, download: bool, image_size: int | None, seed: int, val_fraction: float) -> Dataset:
-    data_dir = Path(data_dir) if data_dir else Path("data") / name
-    batch_dir = next((d for d in (data_dir / "cifar-10-batches-py", data_dir) if (d / "data_batch_1").exists() or (d / "test_batch").exists()), None)
-    if batch_dir is None and download:
-        archive = globals()["download"](CIFAR_URL, data_dir / "cifar-10-python.tar.gz", CIFAR_MD5)
+class _Refused(pickle.UnpicklingError):
+    """A global that no CIFAR-10 batch needs: told apart from a truncated file in the error message."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 batch holds and nothing else.
+
+    A batch is a dict of a str, a list of ints, a list of file names and one numpy array, written by
+    Python 2's cPickle; only the array needs globals (`numpy.core.multiarray._reconstruct`,
+    `numpy.ndarray`, `numpy.dtype`). Batches re-pickled under numpy >= 2 name `numpy._core` instead,
+    and protocol 5 uses `_frombuffer`. Every other global (os.system, builtins.eval...) is refused, so
+    a tampered file cannot run code.
+    """
+
+    def find_class(self, module: str, name: str):
+        core = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed numpy.core
+        allowed = {
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            ("numpy.core.multiarray", "_reconstruct"): core.multiarray._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): core.multiarray._reconstruct,
+            ("numpy.core.numeric", "_frombuffer"): core.numeric._frombuffer,
+            ("numpy._core.numeric", "_frombuffer"): core.numeric._frombuffer,
+        }
+        if (module, name) not in allowed:
+            raise _Refused(f"it asks for {module}.{name}, and a CIFAR-10 batch holds only numpy arrays")
+        return allowed[module, name]
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 batch file -> (uint8 (N, 3, 32, 32), int64 (N,)), through the restricted unpickler."""
+    try:
+        d = _CifarUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows: red plane, green, blue
+        y = np.asarray(d[b"labels"], dtype=np.int64)
+    except _Refused as e:
+        raise DataError(f"{path} was refused: {e}. Delete it and extract {CIFAR_URL} again.") from None
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, TypeError, IndexError) as e:
+        raise DataError(f"{path} is truncated or corrupt ({e!r}). Delete it and extract {CIFAR_URL} again.") from None
+    if len(x) != len(y):
+        raise DataError(f"{path}: {len(x)} images but {len(y)} labels. Delete it and extract {CIFAR_URL} again.")
+    return x, y
+
+
+def load_cifar10(name: str, opts: LoadOptions) -> Dataset:
+    """CIFAR-10 from its python batches under data_dir (or data_dir/cifar-10-batches-py).
+
+    The archive (downloaded with --download, or left in data_dir by hand) must match the MD5 its
+    authors publish before it is extracted; extraction refuses links and absolute paths
+    (tarfile's "data" filter). The batches are read with an unpickler that accepts numpy arrays only.
+    """
+    data_dir = _data_dir(name, opts)
+    batch_dir = next((d for d in (data_dir / "cifar-10-batches-py", data_dir)
+                      if (d / "data_batch_1").exists() or (d / "test_batch").exists()), None)
+    archive = data_dir / "cifar-10-python.tar.gz"
+    if batch_dir is None and (opts.download or archive.exists()):
+        if not archive.exists():
+            download(CIFAR_URL, archive, CIFAR_MD5)
+        elif (got := file_digest(archive, "md5")) != CIFAR_MD5:
+            raise DataError(f"{archive} has md5 {got}, not the published {CIFAR_MD5}: it is truncated or another file. "
+                            "Delete it and download it again (--download).")
         with tarfile.open(archive) as tar:
             tar.extractall(data_dir, filter="data")
         batch_dir = data_dir / "cifar-10-batches-py"
@@ -163,18 +236,9 @@ def load_cifar10(name: str, data_dir, download: bool, image_size: int | None, se
             f"(the python version). Download {CIFAR_URL} and extract it there, pass --data-dir DIR, or add --download."
         )
 
-    def read(names):
-        xs, ys = [], []
-        for n in names:
-            path = batch_dir / n
-            try:
-                with open(path, "rb") as f:
-                    d = pickle.load(f, encoding="bytes")  # the official format; plain dict of numpy arrays
-                xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                ys.append(np.asarray(d[b"labels"], dtype=np.int64))
-            except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as e:
-                raise DataError(f"{path} is truncated or corrupt ({e!r}). Delete it and extract {CIFAR_URL} again.") from None
-        return resize(to_unit_range(np.concatenate(xs)), image_size), torch.from_numpy(np.concatenate(ys))
+    def read(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = zip(*(read_cifar_batch(batch_dir / n) for n in names))
+        return resize(torch.from_numpy(np.concatenate(xs)), opts.image_size), torch.from_numpy(np.concatenate(ys))
 
     train_names = [f"data_batch_{i}" for i in range(1, 6) if (batch_dir / f"data_batch_{i}").exists()]
     if train_names and (batch_dir / "test_batch").exists():
@@ -182,50 +246,10 @@ def load_cifar10(name: str, data_dir, download: bool, image_size: int | None, se
         notes = [f"train batches {len(train_names)}/5, test batch for validation"]
     else:
         x, y = read(train_names or ["test_batch"])
-        xt, yt, xv, yv = split(x, y, val_fraction, seed)
-        notes = [f"only {'train' if train_names else 'test'} batches found; split {1 - val_fraction:.0%}/{val_fraction:.0%}"]
+        xt, yt, xv, yv = split(x, y, opts.val_fraction, opts.seed)
+        notes = [f"only {'train' if train_names else 'test'} batches found; "
+                 f"split {1 - opts.val_fraction:.0%}/{opts.val_fraction:.0%}"]
     return Dataset(name, xt, yt, xv, yv, class_names=CIFAR_NAMES, source=str(batch_dir), notes=notes)
-
-
-# ---------------------------------------------------------------- the user's own images
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-
-
-def load_imagefolder(path: str, image_size: int | None, seed: int, val_fraction: float) -> Dataset:
-    """Images under PATH; subfolders become classes. Grayscale if every image is, else RGB."""
-    from PIL import Image, UnidentifiedImageError
-
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"imagefolder: '{root}' is not a directory. Give imagefolder:PATH with PATH a folder of PNG/JPEG files.")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"imagefolder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}.")
-    size = image_size or 32
-    images, modes = [], set()
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                modes.add("L" if im.mode in ("L", "1", "I;16", "I") else "RGB")
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise DataError(f"imagefolder: {f} is truncated or not an image ({e}). Remove or replace it.") from None
-    mode = "L" if modes == {"L"} else "RGB"
-    arrays = []
-    for im in images:
-        im = im.convert(mode).resize((size, size), Image.BICUBIC)
-        a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if mode == "L" else a.transpose(2, 0, 1))
-    x = to_unit_range(np.stack(arrays))
-    class_dirs = sorted({f.parent.relative_to(root).parts[0] for f in files if f.parent != root})
-    y, class_names = None, None
-    if class_dirs and all(f.parent != root for f in files):
-        class_names = class_dirs
-        y = torch.tensor([class_dirs.index(f.parent.relative_to(root).parts[0]) for f in files])
-    xt, yt, xv, yv = split(x, y, val_fraction, seed)
-    return Dataset(f"imagefolder:{root}", xt, yt, xv, yv, class_names=class_names, source=str(root),
-                   notes=[f"{len(files)} images, {mode}, resized to {size}x{size}"])
 
 
 register(DatasetInfo("digits", "8x8 handwritten digits (the embedded default: no files needed)",

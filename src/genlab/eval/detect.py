@@ -126,8 +126,9 @@ def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     path = Path(path).with_suffix(".safetensors")
     if not path.exists() or not path.with_suffix(".json").exists():
-        raise EvalInputError(f"no detector at {path} (and {path.with_suffix('.json')}); train one with "
-                             "`genlab detect RUN --data NAME --save-detector PATH`")
+        raise EvalInputError(f"no detector at {path} (and {path.with_suffix('.json')}). `genlab detect RUN` "
+                             "trains one and saves it as RUN/detect-figures/detector-*.safetensors (printed after "
+                             "`detector:`); then score images with `genlab detect --score DIR --detector PATH`")
     meta = json.loads(path.with_suffix(".json").read_text())
     net = _make_net(tuple(meta["input_shape"]))
     net.load_state_dict(load_file(path))
@@ -157,10 +158,8 @@ def detect_source(source, data: str | None = None, *, n: int = 2000, reference: 
             raise EvalInputError(f"run {run.path} has no checkpoint: train it first "
                                  f"(`genlab train --resume {run.path} --steps N`)")
         options = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
-        classes = int(run.data_info.get("num_classes", 0))
-        conditional = getattr(run.model_config, "class_conditional", False) and classes
-        labels = torch.arange(n) % classes if conditional else None
-        fake = run.sample(n, labels=labels, seed=seed, checkpoint=checkpoint, device=str(dev), **options)
+        conditions = run.load_model(checkpoint, device=str(dev)).evaluation_conditions(n)
+        fake = run.sample(n, conditions, seed=seed, checkpoint=checkpoint, device=str(dev), **options)
     else:
         fake, _ = array_samples(kind, path, source, dataset, n)
     check_samples(fake, dataset)
@@ -170,13 +169,13 @@ def detect_source(source, data: str | None = None, *, n: int = 2000, reference: 
                              "data": dataset.name, "reference_split": reference, "seed": seed, "epochs": epochs,
                              **({"sampler": sampler, "steps": steps} if kind == "run" else {}), **result.to_dict()}
     if write and (kind != "tensor" or out is not None):
-        from ..imageio import save_samples
+        from ..outputs import save_samples
 
         json_path = output_path(kind, path, out, "detect")
         fig_dir = json_path.parent / (json_path.name.removesuffix(".json") + "-figures")
         tag = f"n{len(fake)}-seed{seed}"
-        grid = save_samples(result.most_fake, fig_dir / f"most-fake-{tag}.png",
-                            reference=real[:1000] if real.dim() == 2 else None)
+        grid = save_samples(result.most_fake, fig_dir / f"most-fake-{tag}.png", dataset.kind,
+                            reference=real[:1000] if dataset.kind == "points" else None)
         weights = save_detector(result, fig_dir / f"detector-{tag}", {"data": dataset.name, "generated": entry["source"]})
         entry["files"] = {"most_fake": str(grid.relative_to(json_path.parent)),
                           "detector": str(weights.relative_to(json_path.parent))}

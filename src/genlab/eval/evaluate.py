@@ -169,10 +169,10 @@ def measure(samples: torch.Tensor, dataset: Dataset, extractor: FeatureExtractor
         cls = coverage.class_coverage(logits.argmax(1), reference.predicted, extractor.num_classes, requested)
         out["class_histogram"], out["data_class_histogram"] = cls.pop("class_histogram"), cls.pop("data_class_histogram")
         scores.update(cls)
-    if dataset.kind == "points" and dataset.name == "8gaussians":
-        from ..data.toy import EIGHT_GAUSSIANS_STD, eight_gaussians_centers
-
-        modes = coverage.toy_mode_coverage(x, torch.from_numpy(eight_gaussians_centers()), EIGHT_GAUSSIANS_STD)
+    known_modes = dataset.spec.extras.get("mode_centers")  # data with known modes (8gaussians) says so itself
+    if known_modes is not None:
+        modes = coverage.toy_mode_coverage(x, torch.tensor(known_modes, dtype=torch.float32),
+                                           float(dataset.spec.extras["mode_std"]))
         out["mode_counts"] = modes.pop("mode_counts")
         scores.update(modes)
     lap("coverage")
@@ -290,25 +290,21 @@ def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, ch
     from .speed import timed_sampling
 
     model = run.load_model(checkpoint, device=device)
-    options = dict(model.sample_options())
-    if (sampler is not None or steps is not None) and "sampler" not in options:
+    defaults = model.sample_options()
+    if (sampler is not None or steps is not None) and "sampler" not in defaults:
         raise EvalInputError(f"{run.model_name} samples in one pass: it has no sampler or steps to choose; "
                              "drop --sampler/--steps")
-    for key, value in (("sampler", sampler), ("steps", steps)):
-        if value is not None:
-            options[key] = value
-    if sampler == "ddim" and steps is None:
-        options["steps"] = getattr(model.config, "sampling_steps", options.get("steps"))
-    if eta:
-        options["eta"] = eta
-    if guidance != 1.0:
-        options["guidance_scale"] = guidance
-    labels = None
-    if getattr(model.config, "class_conditional", False) and model.num_classes:
-        labels = torch.arange(n) % model.num_classes  # every class equally: coverage is then measurable
+    given = {"sampler": sampler, "steps": steps, "eta": eta or None,
+             "guidance_scale": guidance if guidance != 1.0 else None}
     try:
-        samples, speed = timed_sampling(model, n, batch_size=batch_size, seed=seed, labels=labels, options=options,
-                                        progress=progress)
+        options = model.sample_options(**given)
+    except ValueError as e:
+        raise GenlabError(f"cannot sample {run.path}: {e}") from None
+    conditions = model.evaluation_conditions(n)  # e.g. every class equally: coverage is then measurable
+    labels = conditions.get("label") if conditions else None
+    try:
+        samples, speed = timed_sampling(model, n, batch_size=batch_size, seed=seed, conditions=conditions,
+                                        options=options, progress=progress)
     except ValueError as e:  # the model's own message, e.g. a sampler it does not have
         raise GenlabError(f"cannot sample {run.path}: {e}") from None
     sampling = {"sampler": options.get("sampler", "direct"), "steps": options.get("steps", 1),
@@ -330,12 +326,13 @@ def output_path(kind: str, path: Path | None, out: str | Path | None, name: str 
 def _save_outputs(entry: dict, samples: torch.Tensor, pairs: torch.Tensor | None, json_path: Path,
                   dataset: Dataset) -> None:
     """Sample grid and closest-pairs picture beside eval.json (paths relative to it), then append the entry."""
-    from ..imageio import save_grid, save_samples
+    from ..imageio import save_grid
+    from ..outputs import save_samples
 
     p = entry["protocol"]
     tag = f"{p['sampler'] or 'samples'}-{p['steps'] or 0}-n{p['num_samples']}-seed{p['seed']}"
     fig_dir = json_path.parent / (json_path.name.removesuffix(".json") + "-figures")
-    grid = save_samples(samples[:64], fig_dir / f"samples-{tag}.png",
+    grid = save_samples(samples[:64], fig_dir / f"samples-{tag}.png", dataset.kind,
                         reference=dataset.x_val[:1000] if dataset.kind == "points" else None)
     entry["files"] = {"samples": str(grid.relative_to(json_path.parent))}
     if pairs is not None and dataset.kind == "image":

@@ -1,10 +1,14 @@
 """Feature networks: the yardstick that FID, KID, precision/recall/density/coverage and class coverage use.
 
-The default is a small CNN that genlab trains on the dataset's own real training images (class labels
-when the data has them, else rotation prediction, Gidaris et al. 2018) and caches under
-`$GENLAB_CACHE/features/` (default `~/.cache/genlab`): weights in safetensors beside a JSON that records
-its held-out accuracy and the weights' sha256. Every score carries that name and hash, so a user sees
-what the yardstick was and how good it is.
+The default is a small CNN trained on the dataset's real training images (class labels when the data
+has them, else rotation prediction, Gidaris et al. 2018). For the built-in data sets that can be trained
+here (`digits`, `mnist`) genlab ships the trained weights in `eval/pinned/`, because one-thread training
+gives other bytes on another CPU, and other bytes are another yardstick: the packaged file's sha256 is
+checked against a constant in this module on every load. For any other data (or other sizes, such as
+mnist resized with --image-size 32) genlab trains the network on the fly and caches it under
+`$GENLAB_CACHE/features/` (default `~/.cache/genlab`). Either way the weights sit in safetensors beside a
+JSON that records the held-out accuracy and the weights' sha256, and every score carries that name and
+hash, so a user sees what the yardstick was, how good it is, and whether another machine's matches.
 
 Why not Inception-v3 by default: its ImageNet weights cannot be downloaded here, and a network trained
 on 299x299 photographs sees upsampled 28x28 digits poorly. A local Inception-v3 weights file (the
@@ -123,6 +127,7 @@ class FeatureExtractor(abc.ABC):
     input_shape: tuple[int, ...] | None = None  # None: any size (resized inside)
     accuracy: float | None = None
     accuracy_note: str = ""
+    origin: str = ""  # where the weights come from: packaged with genlab, or trained on this machine
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
@@ -153,7 +158,7 @@ class FeatureExtractor(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "sha256": self.sha256, "dim": self.dim, "accuracy": self.accuracy,
-                "accuracy_note": self.accuracy_note, "num_classes": self.num_classes}
+                "accuracy_note": self.accuracy_note, "num_classes": self.num_classes, "origin": self.origin}
 
 
 class PointFeatures(FeatureExtractor):
@@ -164,6 +169,7 @@ class PointFeatures(FeatureExtractor):
         self.name, self.dim, self.input_shape = "coordinates", dims, (dims,)
         self.sha256 = hashlib.sha256(b"identity").hexdigest()
         self.accuracy_note = "raw coordinates (no network)"
+        self.origin = "no network: the coordinates are the features"
 
     def _forward(self, x):
         return x, None
@@ -312,7 +318,10 @@ def load_or_train(dataset: Dataset, config: FeatureNetConfig = FeatureNetConfig(
             net = FeatureCNN(dataset.shape[0], dataset.shape[-1], _outputs(meta), config.width, config.embed_dim)
             try:
                 net.load_state_dict(load_file(weights))
-                return CNNFeatures(net, meta, device)
+                fx = CNNFeatures(net, meta, device)
+                fx.origin = (f"trained on this machine ({meta['train_size']} images, {meta['train_seconds']} s), "
+                             f"read from the cache {weights.parent}")
+                return fx
             except RuntimeError:
                 pass  # written by another version of the network: train again
         # a truncated or edited file: train again rather than measure with unknown weights
@@ -329,23 +338,106 @@ def load_or_train(dataset: Dataset, config: FeatureNetConfig = FeatureNetConfig(
     tmp_record = record.with_name(record.name + f".tmp{os.getpid()}")
     tmp_record.write_text(json.dumps(meta, indent=1))
     os.replace(tmp_record, record)
-    return CNNFeatures(net.cpu(), meta, device)
+    fx = CNNFeatures(net.cpu(), meta, device)
+    fx.origin = f"trained here on {meta['train_size']} images in {meta['train_seconds']} s; cached in {weights.parent}"
+    return fx
 
 
 def _outputs(meta: dict[str, Any]) -> int:
     return int(meta["num_classes"]) if meta["task"] == "classes" else 4
 
 
+# ---------------------------------------------------------------------------------------------- pinned weights
+PINNED_DIR = Path(__file__).with_name("pinned")
+# The sha256 of each packaged weights file (benchmarks/pin_feature_networks.py wrote them). The record
+# beside the file must quote the same hash, so an edited file, or an edited file with its record, is caught.
+PINNED_SHA256 = {
+    "digits": "71cd2356286e52dbc61ad8349afef081e22c94dbb6705c2bd406906fa5c54ec0",
+    "mnist": "85432c6ccaf46a91a4ecaec03797a97511070214dfc9014317e0e72800860124",
+}
+
+
+def pinned_features(dataset: Dataset, config: FeatureNetConfig = FeatureNetConfig(), *,
+                    device: torch.device | str = "cpu") -> tuple[CNNFeatures | None, str]:
+    """The feature network packaged with genlab for `dataset`, or (None, why it does not apply).
+
+    It applies when the data set is one genlab pins weights for, its items have the shape the network was
+    trained on (mnist resized with --image-size 32 does not), it has the same classes, and `config` is the
+    recipe the weights were trained with. A packaged file whose hash differs from the one in this module
+    raises EvalInputError: measuring with unknown weights would give scores that look comparable but are not.
+    """
+    expected = PINNED_SHA256.get(dataset.name)
+    if expected is None or dataset.kind != "image":
+        return None, f"genlab pins no feature network for '{dataset.name}'"
+    weights, record = PINNED_DIR / f"{dataset.name}.safetensors", PINNED_DIR / f"{dataset.name}.json"
+    for path in (weights, record):
+        if not path.exists():
+            raise EvalInputError(f"the packaged feature network file {path} is missing: reinstall genlab "
+                                 "(pip install --force-reinstall genlab), or pass features='train' to train one here "
+                                 "(its scores are then not comparable with other machines')")
+    meta = json.loads(record.read_text())
+    if meta.get("weights_sha256") != expected:
+        raise _damaged(record, str(meta.get("weights_sha256")), expected)
+    if meta["version"] != FEATURES_VERSION:  # a release always re-pins; this guards a working copy
+        return None, (f"the pinned network is of FEATURES_VERSION {meta['version']}, not {FEATURES_VERSION}: "
+                      "re-pin with benchmarks/pin_feature_networks.py")
+    if tuple(dataset.shape) != tuple(meta["input_shape"]):
+        return None, (f"items of shape {tuple(dataset.shape)} differ from the {tuple(meta['input_shape'])} the pinned "
+                      f"network for {dataset.name} takes (resized data)")
+    if _targets(dataset) != meta["task"] or dataset.class_names != meta["class_names"]:
+        return None, f"the data's classes differ from those the pinned network for {dataset.name} was trained on"
+    if asdict(config) != meta["config"]:
+        return None, "a feature-network config other than the pinned recipe was asked for"
+    digest = file_digest(weights)
+    if digest != expected:
+        raise _damaged(weights, digest, expected)
+    from safetensors.torch import load_file
+
+    cfg = meta["config"]
+    net = FeatureCNN(dataset.shape[0], dataset.shape[-1], _outputs(meta), cfg["width"], cfg["embed_dim"])
+    net.load_state_dict(load_file(weights))
+    fx = CNNFeatures(net, meta, device)
+    fx.origin = (f"pinned weights packaged with genlab ({weights.name}, trained on {meta['train_size']} images with "
+                 f"torch {meta['torch']}): the same yardstick on every machine")
+    return fx, ""
+
+
+def _damaged(path: Path, found: str, expected: str) -> EvalInputError:
+    return EvalInputError(f"the packaged feature network file {path} has sha256 {found[:12]}..., not the "
+                          f"{expected[:12]}... this genlab release pins: the installation is damaged or the file "
+                          "was edited. Reinstall genlab (pip install --force-reinstall genlab); scores measured "
+                          "with other weights are not comparable with anyone else's.")
+
+
 def feature_extractor(dataset: Dataset, features: "str | FeatureExtractor" = "auto", *, device: str | torch.device = "cpu",
-                      config: FeatureNetConfig = FeatureNetConfig(), progress: bool = False) -> FeatureExtractor:
-    """The feature network named by `features`: "auto" (genlab CNN, or coordinates for points), a path to
-    a local Inception-v3 weights file, or a FeatureExtractor already built (returned as is)."""
+                      config: FeatureNetConfig = FeatureNetConfig(), retrain: bool = False,
+                      progress: bool = False) -> FeatureExtractor:
+    """The feature network named by `features`.
+
+    Args:
+        dataset: the real data the network measures (points need none: their coordinates are the features).
+        features: "auto" (the pinned genlab CNN when genlab ships one that fits the data, else one trained
+            on the fly and cached), "train" (always the one trained on the fly, e.g. to compare with scores
+            measured that way), a path to a local Inception-v3 weights file, or a FeatureExtractor (returned
+            as is).
+        device: where the network runs.
+        config: the recipe of the genlab CNN; the pinned weights are used only with the default recipe.
+        retrain: train the on-the-fly network again even if cached.
+        progress: show a progress bar while training.
+    """
     if isinstance(features, FeatureExtractor):
         return features
-    if features == "auto":
+    if features in ("auto", "train"):
         if dataset.kind == "points":
             return PointFeatures(dataset.shape[0], device)
-        return load_or_train(dataset, config, device=device, progress=progress)
+        why = "features='train' was asked for"
+        if features == "auto":
+            fx, why = pinned_features(dataset, config, device=device)
+            if fx is not None:
+                return fx
+        fx = load_or_train(dataset, config, device=device, retrain=retrain, progress=progress)
+        fx.origin += f" (pinned weights not used: {why})"
+        return fx
     from .inception import InceptionFeatures
 
     return InceptionFeatures(features, device)

@@ -26,14 +26,15 @@ def held_out_bits_per_dim(model, x: torch.Tensor, labels: torch.Tensor | None = 
         raise EvalInputError("bits/dim needs at least one held-out item; the validation split is empty")
     x = x[:n]
     labels = labels[: len(x)] if labels is not None else None
-    device = next(model.parameters()).device
+    device = model.device
     generator = torch.Generator(device).manual_seed(seed)
     values = []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
         yb = None if labels is None else labels[start : start + batch_size].to(device)
         try:
-            values.append(model.bits_per_dim(xb, yb, generator=generator).double().cpu())
+            batch = {"x": xb} if yb is None else {"x": xb, "label": yb}
+            values.append(model.bits_per_dim(batch, generator=generator).double().cpu())
         except TypeError as e:  # e.g. a VAE on 2-D points: bits/dim is defined for 8-bit images only
             return {"kind": kind, "skipped": str(e)}
     v = torch.cat(values)

@@ -10,47 +10,28 @@ stops, so asynchronous GPU work is counted.
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 import torch
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_sampling(model, n: int, *, batch_size: int = 500, seed: int = 0, labels: torch.Tensor | None = None,
+def timed_sampling(model, n: int, *, batch_size: int = 500, seed: int = 0, conditions=None,
                    options: dict[str, Any] | None = None, warmup: int = 1,
                    progress: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
     """n samples (CPU float32) and the speed of drawing them: samples/s and seconds per batch."""
+    from ..sampling import sample_in_batches
+
     options = options or {}
-    device = next(model.parameters()).device
+    device = model.device
     batch_size = min(batch_size, n)
     for i in range(warmup):
-        lab = None if labels is None else labels[:batch_size].to(device)
-        model.sample(batch_size, labels=lab, generator=torch.Generator(device).manual_seed(10_007 + i), **options)
-    _sync(device)
-    generator = torch.Generator(device).manual_seed(seed)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="sampling", unit="img")
-    out, latencies = [], []
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        lab = None if labels is None else labels[start : start + m].to(device)
-        t0 = time.perf_counter()
-        x = model.sample(m, labels=lab, generator=generator, **options)
-        _sync(device)
-        latencies.append((m, time.perf_counter() - t0))
-        out.append(x.float().cpu())
-        if bar:
-            bar.update(m)
-    if bar:
-        bar.close()
+        first = {k: torch.as_tensor(v)[:batch_size] for k, v in (conditions or {}).items()}
+        sample_in_batches(model, batch_size, first, seed=10_007 + i, batch_size=batch_size, options=options)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    latencies: list[tuple[int, float]] = []
+    samples = sample_in_batches(model, n, conditions, seed=seed, batch_size=batch_size, options=options,
+                                progress="sampling" if progress else None, timings=latencies)
     total = sum(t for _, t in latencies)
     full = [t for m, t in latencies if m == batch_size]  # a short last batch would flatter the latency
     speed = {
@@ -63,4 +44,4 @@ def timed_sampling(model, n: int, *, batch_size: int = 500, seed: int = 0, label
         "device": str(device) if device.type != "cuda" else f"{device} ({torch.cuda.get_device_name(device)})",
         "threads": torch.get_num_threads(),
     }
-    return torch.cat(out), speed
+    return samples, speed

@@ -51,23 +51,21 @@ def make_training_evaluator(train_config: TrainConfig, *, features: str = "auto"
     def evaluator(model, step: int) -> dict[str, Any]:
         if int(os.environ.get("RANK", "0")) != 0:
             return {}  # the trainer only uses the scores of the main process
-        from ..train.trainer import preview_options
         from .evaluate import measure
         from .protocol import Protocol
         from .speed import timed_sampling
 
-        device = next(model.parameters()).device
+        device = model.device
         if not state:
             setup(device)
         n = train_config.eval_samples
-        labels = None
-        if getattr(model.config, "class_conditional", False) and model.num_classes:
-            labels = torch.arange(n) % model.num_classes
-        options = preview_options(model)
+        conditions = model.evaluation_conditions(n)
+        labels = conditions.get("label") if conditions else None
+        options = model.preview_options()
         was_training = model.training
         model.eval()
         try:
-            samples, speed = timed_sampling(model, n, seed=seed, labels=labels, options=options, warmup=0)
+            samples, speed = timed_sampling(model, n, seed=seed, conditions=conditions, options=options, warmup=0)
         finally:
             model.train(was_training)
         result = measure(samples, state["dataset"], state["extractor"], state["reference"], requested=labels, k=k,

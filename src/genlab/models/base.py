@@ -1,14 +1,21 @@
 """The contract every genlab model meets, whatever its family.
 
 A model
-- is built from its config dataclass, the shape of one data item and the number of classes (0 = none);
-- names its optimizer groups (`optimizer_groups`): one for most models, "discriminator" and "generator"
-  for GANs. The trainer steps the groups in that order, each with its own optimizer, without knowing
-  what a GAN is;
-- computes the training loss of one group from a batch (`training_loss`), drawing all randomness from
-  the `generator` it is given, so a run is reproducible and a resumed run repeats the same draws;
-- samples n items, optionally for given class labels (`sample`);
-- where it has one, gives bits per dimension on data (`bits_per_dim`) and says if it is exact or a bound.
+- is built from its config dataclass, the `DataSpec` of its data and the conditions the run trains it
+  with (`--condition label`), out of those it accepts (`accepted_conditions`);
+- describes its optimisation: `optimizers()` (kind, parameter groups, learning-rate scales, schedule)
+  and `phases()` (which optimizer, repeats, every how many steps, fresh batches). The trainer carries
+  these out without knowing what a GAN is;
+- computes the loss of one phase from a batch (`training_loss(batch, phase, step, generator)`), drawing
+  all randomness from `generator` so a resumed run repeats the same draws; it sees the step;
+- names the modules its EMA averages (`ema_modules`: a GAN's generator only);
+- samples n items given optional conditions (`sample(n, conditions, generator, **options)`) and says
+  what it produces (`output_kind`), its default and preview sampling options, and which conditions to
+  evaluate it under;
+- where it has one, gives bits per dimension (`bits_per_dim`) and says whether it is exact or a bound;
+- may use other runs (`references`: config fields naming a run), loaded frozen and kept out of its
+  parameters, optimizers, EMA and checkpoint;
+- with no trainable parameters at all, is fitted by `fit(data)` and still gets a run and a checkpoint.
 `forward` stays a plain network call.
 """
 
@@ -21,13 +28,19 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from ..batch import CONDITIONS, LABEL, Batch
+from ..data.base import DataSpec
 from ..errors import ArgumentError
+from ..train.optim import OptimizerSpec, Phase
+
+OutputKind = Literal["image", "points", "tokens", "series", "audio"]
 
 
 @dataclass
 class LossOutput:
     loss: torch.Tensor  # scalar to backpropagate
-    logs: dict[str, float] = field(default_factory=dict)  # detached numbers for metrics.jsonl
+    # detached scalar tensors for metrics.jsonl; the trainer reads them to the host every log_every steps
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class GenerativeModel(nn.Module, abc.ABC):
@@ -37,60 +50,172 @@ class GenerativeModel(nn.Module, abc.ABC):
     # Trainer settings this model trains well with unless the user says otherwise (lr, batch_size, betas...).
     train_defaults: ClassVar[dict[str, Any]] = {}
     likelihood: ClassVar[Literal["exact", "bound", "none"]] = "none"
+    # conditions a run may train it with (`--condition NAME`); see genlab.batch
+    accepted_conditions: ClassVar[tuple[str, ...]] = ()
+    # batch entries it cannot train without (a second domain, a source sentence); checked against the data
+    required_inputs: ClassVar[tuple[str, ...]] = ()
+    # conditions it takes at sampling whatever it was trained with (a translator's source image)
+    sampling_inputs: ClassVar[tuple[str, ...]] = ()
+    # data kinds it can be built for
+    data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")
+    # config fields that name another run (its path); see genlab.runs.references
+    references: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: Any, data_shape: tuple[int, ...], num_classes: int = 0):
+    def __init__(self, config: Any, spec: DataSpec, conditions: tuple[str, ...] = ()):
         super().__init__()
         self.config = config
-        self.data_shape = tuple(data_shape)
-        self.num_classes = num_classes
+        self.spec = spec
+        always = tuple(c for c in self.required_inputs + self.sampling_inputs if c in CONDITIONS)
+        unknown = [c for c in conditions if c not in self.accepted_conditions + always]
+        if unknown:
+            accepted = ", ".join(self.accepted_conditions) or "none"
+            raise ArgumentError(f"{type(self).__name__} cannot be trained with condition(s) {unknown}; "
+                                f"it accepts: {accepted}")
+        if LABEL in conditions and not spec.num_classes:
+            raise ArgumentError("--condition label needs labelled data; this data has no classes")
+        if spec.kind not in self.data_kinds:
+            raise ArgumentError(f"{type(self).__name__} is built for {'/'.join(self.data_kinds)} data, "
+                                f"not {spec.kind}")
+        self.conditions = tuple(dict.fromkeys(tuple(conditions) + always))
+        self._referenced: dict[str, nn.Module] = {}  # outside the module tree: no state_dict, no parameters
+
+    # ------------------------------------------------------------------ what the data looks like
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.spec.shape)
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
 
     @property
     def is_image(self) -> bool:
-        return len(self.data_shape) == 3
+        return self.spec.kind == "image"
 
     @property
-    def conditional(self) -> bool:
-        """Whether samples can be asked for by class label (the data has classes and the config uses them)."""
-        return bool(self.num_classes) and bool(getattr(self.config, "class_conditional", False))
+    def output_kind(self) -> OutputKind:
+        """What `sample` returns; picks the writer and the measures."""
+        return self.spec.kind
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
 
-    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters per optimizer, in the order the trainer steps them."""
-        return {"model": [p for p in self.parameters() if p.requires_grad]}
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in self.parameters():
+            return t.dtype
+        return torch.float32
+
+    # ------------------------------------------------------------------ optimisation
+    def optimizers(self) -> list[OptimizerSpec]:
+        """The optimizers the trainer builds; by default one over every trainable parameter."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [OptimizerSpec.over("model", params)] if params else []
+
+    def phases(self) -> list[Phase]:
+        """The parts of one training step, in order; by default one per optimizer."""
+        return [Phase(spec.name) for spec in self.optimizers()]
+
+    def ema_modules(self) -> list[str] | None:
+        """Names of the submodules the EMA averages; None: the whole model."""
+        return None
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
 
     @abc.abstractmethod
-    def training_loss(self, x: torch.Tensor, labels: torch.Tensor | None, group: str,
-                      generator: torch.Generator) -> LossOutput:
-        """The loss of optimizer group `group` on batch `x` (with its labels, if the data has them)."""
+    def training_loss(self, batch: Batch, phase: str, step: int, generator: torch.Generator) -> LossOutput:
+        """The loss of `phase` on `batch` at training step `step`."""
 
+    def fit(self, data) -> dict[str, Any]:
+        """Fit a model without trainable parameters on a DataSource; returns numbers to log."""
+        raise TypeError(f"{type(self).__name__} is trained by gradient steps, not fitted")
+
+    # ------------------------------------------------------------------ sampling
     @abc.abstractmethod
-    def sample(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+    def sample(self, n: int, conditions: Batch | None = None, generator: torch.Generator | None = None,
                **options: Any) -> torch.Tensor:
-        """n samples of shape (n, *data_shape) in the data range; labels (n,) for class-conditional models."""
+        """n samples (n, *item shape) in the data's range, given conditions for the conditions it has."""
 
-    def bits_per_dim(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_options(self, **given: Any) -> dict[str, Any]:
+        """The options `sample` will use given `given` (None = default): recorded with every evaluation."""
+        return {k: v for k, v in given.items() if v is not None}
+
+    def sampling_presets(self) -> dict[str, dict[str, Any]]:
+        """Named sampling settings worth showing side by side (the demo times each)."""
+        return {"one pass": {}}
+
+    def preview_options(self) -> dict[str, Any]:
+        """Cheap sampling options for grids and evaluation during training."""
+        return self.sample_options()
+
+    def evaluation_conditions(self, n: int) -> Batch | None:
+        """Conditions to sample n items under for evaluation: every class equally for label models."""
+        if LABEL in self.conditions:
+            return {LABEL: torch.arange(n) % self.num_classes}
+        return None
+
+    def bits_per_dim(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
         """Negative log-likelihood per dimension in bits, per item (B,); see `likelihood` for exact vs bound."""
         raise TypeError(f"{type(self).__name__} has no likelihood (likelihood='none')")
 
-    def sample_options(self) -> dict[str, Any]:
-        """Default sampling options, shown by `genlab info` and recorded with every evaluation."""
-        return {}
-
+    # ------------------------------------------------------------------ helpers for subclasses
     def noise(self, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
-        """Standard normal noise on this model's device, from `generator`."""
-        p = next(self.parameters())
-        return torch.randn(shape, generator=generator, device=p.device, dtype=p.dtype)
+        """Standard normal noise on this model's device and dtype, from `generator`."""
+        return torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
 
-    def check_labels(self, n: int, labels: torch.Tensor | None) -> torch.Tensor | None:
-        if labels is None:
-            return None
-        if not self.conditional:
-            raise ArgumentError(f"{type(self).__name__} was trained without labels; sample without --labels")
-        labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
-        if len(labels) != n or labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ArgumentError(f"labels must be {n} integers in [0, {self.num_classes}), got {labels.tolist()[:8]}...")
-        return labels
+    def check_conditions(self, n: int, conditions: Batch | None) -> Batch:
+        """Conditions on this model's device, checked against what it was trained with."""
+        conditions = dict(conditions or {})
+        extra = [k for k in conditions if k not in self.conditions and k not in _companions(self.conditions)]
+        if extra:
+            had = ", ".join(self.conditions) or "none"
+            raise ArgumentError(f"this {type(self).__name__} run was trained without {', '.join(extra)} "
+                                f"(its conditions: {had}); sample without it, or train with --condition {extra[0]}")
+        out = {}
+        for key, value in conditions.items():
+            value = torch.as_tensor(value, device=self.device)
+            if len(value) != n:
+                raise ArgumentError(f"'{key}' holds {len(value)} items for {n} samples; give one per sample")
+            out[key] = value
+        if LABEL in out:
+            labels = out[LABEL].long().reshape(-1)
+            if labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ArgumentError(f"class labels must lie in [0, {self.num_classes}), got {labels.tolist()[:8]}...")
+            out[LABEL] = labels
+        return out
+
+    # ------------------------------------------------------------------ other runs
+    def attach_reference(self, name: str, model: nn.Module) -> None:
+        """Hand over the frozen model of the run that config field `name` points to."""
+        model.eval().requires_grad_(False)
+        self._referenced[name] = model.to(self.device)
+
+    def referenced(self, name: str) -> nn.Module:
+        if name not in self._referenced:
+            raise ArgumentError(f"{type(self).__name__} needs the run named by its '{name}' setting; "
+                                f"give it with --set {name}=RUN_DIR")
+        return self._referenced[name]
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device) moves referenced runs along
+        out = super()._apply(fn, *args, **kwargs)
+        for m in self._referenced.values():
+            m._apply(fn, *args, **kwargs)
+        return out
+
+    @classmethod
+    def migrate_state_dict(cls, state: dict[str, torch.Tensor], format_version: int) -> dict[str, torch.Tensor]:
+        """Weights written by an older run format -> this version's names (default: unchanged)."""
+        return state
+
+
+def _companions(conditions: tuple[str, ...]) -> set[str]:
+    from ..batch import COMPANIONS
+
+    return {COMPANIONS[c] for c in conditions if c in COMPANIONS}

@@ -53,3 +53,29 @@ def all_reduce_mean(values: torch.Tensor, proc: ProcessInfo) -> torch.Tensor:
 def barrier(proc: ProcessInfo) -> None:
     if proc.distributed:
         dist.barrier()
+
+
+def all_reduce_gradients(params: list[torch.nn.Parameter], proc: ProcessInfo) -> None:
+    """Average the gradients of `params` across processes, as one flat buffer (one collective call).
+
+    Done by hand rather than by DDP so that each phase synchronises only the networks it steps: a GAN's
+    discriminator phase never waits for, or computes, the generator's gradients.
+    """
+    if not proc.distributed:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch._utils._flatten_dense_tensors(grads)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= proc.world_size
+    for g, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+        g.copy_(synced)
+
+
+def broadcast_state(module: torch.nn.Module, proc: ProcessInfo) -> None:
+    """Every process starts from rank 0's parameters and buffers."""
+    if not proc.distributed:
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src=0)

@@ -1,13 +1,20 @@
 """The one training loop every family shares.
 
-Per step, for each optimizer group the model names (one for most models, discriminator then generator
-for GANs): zero that group's gradients, compute its loss under autocast (bf16 on CUDA), backpropagate
-(averaged across processes by DDP), clip, step AdamW. Then the EMA is updated.
+A step runs the model's phases in order (`GenerativeModel.phases`). A phase that is active at this step
+runs `repeats` times: zero its optimizer's gradients, compute the phase's loss (under bf16 autocast on
+CUDA), backpropagate into that optimizer's parameters only, average them across processes, clip, step.
+Then the EMA of the modules the model names is updated. Learning rates follow each optimizer's
+schedule, computed on the host from the step number.
 
-Reproducibility and exact resume: the data order of epoch e is a permutation seeded by (seed, e), and
-every random draw of step s comes from a generator seeded by (seed, s, rank). The state of a run is
-therefore its weights, EMA, optimizer moments and step count, all of which a checkpoint holds, so a
-resumed run repeats the uninterrupted run's batches and losses.
+No host synchronisation per step: losses and logs stay tensors on the device, summed until they are
+read every `log_every` steps; finiteness is tracked on the device too, as the first step at which a loss
+was non-finite, so the divergence report still names that exact step. A checkpoint is never written
+after a non-finite loss.
+
+Reproducibility and exact resume: batch number i is a function of (seed, i, rank) (the data source's
+contract), the count of batches drawn is part of the checkpoint, and every random draw of step s comes
+from a generator seeded by (seed, s, rank). A resumed run repeats the uninterrupted run's batches and
+losses; a resume that would change the data order (batch size, seed, process count) is refused.
 """
 
 from __future__ import annotations
@@ -18,34 +25,23 @@ import math
 import signal
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from ..data import Dataset
-from ..errors import ArgumentError, TrainingDiverged
-from ..imageio import save_samples
+from ..batch import Batch
+from ..data.base import DataSource
+from ..errors import ArgumentError, CheckpointError, TrainingDiverged
 from ..runs import Run, TrainResult
 from . import checkpoint as ckpt
 from . import distributed
 from .ema import EMA
+from .optim import BuiltOptimizer, Defaults, build
 
-Evaluator = Callable[[nn.Module, int], dict[str, float]]  # (EMA model, step) -> scores; "best_key" picks the best
-
-
-class _LossModule(nn.Module):
-    """Routes `training_loss` through forward so DDP can synchronise gradients."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, labels, group, generator):
-        out = self.model.training_loss(x, labels, group, generator)
-        return out.loss, out.logs
+Evaluator = Callable[[nn.Module, int], dict[str, Any]]  # (EMA model, step) -> scores; best_key picks the best
+NO_BAD_STEP = 2**62
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -53,183 +49,292 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 
 class Trainer:
-    def __init__(self, run: Run, model, dataset: Dataset, *, evaluator: Evaluator | None = None,
+    def __init__(self, run: Run, model, data: DataSource, *, evaluator: Evaluator | None = None,
                  best_key: str | None = None, progress: bool = True):
         self.run = run
-        self.cfg = run.train_config
-        self.dataset = dataset
-        self.device = _device(self.cfg.device)
+        self.cfg = cfg = run.train_config
+        self.data = data
+        self.device = _device(cfg.device)
         self.proc = distributed.setup(self.device.type)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.proc.local_rank)
             torch.cuda.set_device(self.device)
         self.model = model.to(self.device)
-        self.ema = EMA(self.model, self.cfg.ema_decay)
-        groups = self.model.optimizer_groups()
-        self.optimizers = {
-            name: torch.optim.AdamW(params, lr=self.cfg.lr, betas=self.cfg.betas, weight_decay=self.cfg.weight_decay)
-            for name, params in groups.items()
-        }
-        self.loss_module = _LossModule(self.model)
-        if self.proc.distributed:
-            self.loss_module = DistributedDataParallel(
-                self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=len(groups) > 1)
+        distributed.broadcast_state(self.model, self.proc)
+        self.global_batch = cfg.batch_size * self.proc.world_size
+        if data.train_size() < self.global_batch:
+            raise ArgumentError(f"the data has {data.train_size()} training items, fewer than one batch of "
+                                f"{self.global_batch}; lower --batch-size")
+        self.defaults = Defaults(cfg.lr, tuple(cfg.betas), cfg.weight_decay, cfg.warmup_steps, cfg.grad_clip,
+                                 cfg.schedule, cfg.total_steps, cfg.min_lr_ratio)
+        self.optimizers: dict[str, BuiltOptimizer] = {s.name: build(s, self.defaults) for s in self.model.optimizers()}
+        self.phases = self.model.phases() if self.optimizers else []
+        for phase in self.phases:
+            if phase.optimizer not in self.optimizers:
+                raise ArgumentError(f"{type(model).__name__}: phase '{phase.name}' steps optimizer "
+                                    f"'{phase.optimizer}', which it does not define ({sorted(self.optimizers)})")
+        # parameters that some optimizer steps; a phase turns off gradients of the others
+        self._stepped = {id(p): p for o in self.optimizers.values() for p in o.params}
+        self.ema = EMA(self.model, cfg.ema_decay, self.model.ema_modules())
         self.evaluator, self.best_key = evaluator, best_key
         self.best_score = math.inf
         self.progress = progress and self.proc.is_main
         self.step = 0
+        self.batches_drawn = 0
         self.train_seconds = 0.0
+        self.overhead_seconds = 0.0  # previews, evaluations and checkpoints: not part of the budget
+        self.last_checkpoint: Path | None = None
         self._stop_signal: str | None = None
-        self.x = dataset.x_train.to(self.device)
-        self.y = dataset.y_train.to(self.device) if dataset.y_train is not None else None
-        self.global_batch = self.cfg.batch_size * self.proc.world_size
-        if len(self.x) < self.global_batch:
-            raise ArgumentError(f"the dataset has {len(self.x)} training items, fewer than one batch of "
-                                f"{self.global_batch}; lower --batch-size")
-        self.steps_per_epoch = len(self.x) // self.global_batch
+        self._log_sums: dict[str, torch.Tensor] = {}
+        self._log_counts: dict[str, int] = {}
+        self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=self.device)
         self.log = _logger(run.path / "log.txt" if self.proc.is_main else None)
-        self._preview_z_seed = self.cfg.seed + 12345
+        self._preview_seed = cfg.seed + 12345
 
     # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {
+            "step": self.step, "batches_drawn": self.batches_drawn, "ema_updates": self.ema.num_updates,
+            "train_seconds": self.train_seconds, "best_score": self.best_score,
+            "optimizers": {name: o.optimizer.state_dict() for name, o in self.optimizers.items()},
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "data_order": self.data_order(),
+        }
+
+    def data_order(self) -> dict[str, int]:
+        """What fixes the sequence of batches: a resume must keep all of it."""
+        return {"batch_size": self.cfg.batch_size, "seed": self.cfg.seed, "processes": self.proc.world_size}
+
     def load_latest(self) -> None:
         step_dir = ckpt.resolve(self.run.checkpoints, "latest")
         meta, model_state, ema_state, state = ckpt.load(step_dir, self.run.model_name)
+        order = state.get("data_order")
+        if order is None:
+            raise CheckpointError(f"{step_dir} was written by an older genlab that did not record its data order; "
+                                  f"it cannot be resumed exactly. Start a new run from its weights: "
+                                  f"genlab train {self.run.model_name} --init-from {self.run.path} ...")
+        changed = {k: (v, self.data_order()[k]) for k, v in order.items() if self.data_order().get(k) != v}
+        if changed:
+            what = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+            raise ArgumentError(f"resuming {self.run.path} with {what} would change the order of its batches, so it "
+                                "would no longer continue the same run. Resume with the run's own settings, or start "
+                                f"a new run from this one's weights with --init-from {self.run.path}.")
         ckpt.load_weights(self.model, model_state, step_dir)
         ckpt.load_weights(self.ema.model, ema_state, step_dir)
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            opt.optimizer.load_state_dict(state["optimizers"][name])
         self.step = int(state["step"])
+        self.batches_drawn = int(state["batches_drawn"])
         self.ema.num_updates = int(state["ema_updates"])
         self.train_seconds = float(state["train_seconds"])
         self.best_score = float(state.get("best_score", math.inf))
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(("MT19937", state["numpy_rng"].numpy(), 624, 0, 0.0))
+        r = state["numpy_rng"]
+        np.random.set_state(("MT19937", r["keys"].numpy().astype(np.uint32), r["pos"], r["has_gauss"], r["gauss"]))
+        self.last_checkpoint = step_dir
         self.log.info("resumed from %s (step %d)", step_dir, self.step)
 
+    def init_from(self, model_state: dict, ema_state: dict, where: Path) -> None:
+        """Start from another run's weights (fine-tuning); optimizer and step start afresh."""
+        ckpt.load_weights(self.model, model_state, where)
+        ckpt.load_weights(self.ema.model, ema_state, where)
+
     def save(self, pointer: str = "latest") -> Path | None:
+        self._raise_if_diverged()  # never write weights that a non-finite loss has touched
         if not self.proc.is_main:
             return None
-        state = {
-            "step": self.step, "ema_updates": self.ema.num_updates, "train_seconds": self.train_seconds,
-            "best_score": self.best_score,
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-        }
         path = ckpt.save(self.run.checkpoints, self.step, self.run.model_name, self.model.state_dict(),
-                         self.ema.model.state_dict(), state, keep=self.cfg.keep_checkpoints, pointer=pointer)
+                         self.ema.model.state_dict(), self.state(), keep=self.cfg.keep_checkpoints, pointer=pointer,
+                         format_version=self.run.format_version)
         if pointer == "best":  # the best is also the newest: keep "latest" current
             ckpt.mark(self.run.checkpoints, path, "latest")
         self.last_checkpoint = path
         return path
 
-    # ------------------------------------------------------------------ data
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        epoch, i = divmod(step, self.steps_per_epoch)
-        perm = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.cfg.seed * 7_777 + epoch))
-        b = self.cfg.batch_size
-        start = i * self.global_batch + self.proc.rank * b
-        idx = perm[start : start + b].to(self.device)
-        return self.x[idx], (self.y[idx] if self.y is not None else None)
-
-    def lr_at(self, step: int) -> float:
-        warm = self.cfg.warmup_steps
-        return self.cfg.lr * min(1.0, (step + 1) / warm) if warm else self.cfg.lr
-
     # ------------------------------------------------------------------ one step
-    def train_step(self) -> dict[str, float]:
+    def next_batch(self) -> Batch:
+        batch = self.data.train_batch(self.batches_drawn, self.cfg.batch_size, seed=self.cfg.seed,
+                                      rank=self.proc.rank, world_size=self.proc.world_size, device=self.device)
+        self.batches_drawn += 1
+        return batch
+
+    def train_step(self) -> None:
         self.model.train()
-        x, y = self.batch(self.step)
-        gen = torch.Generator(self.device).manual_seed(step_seed(self.cfg.seed, self.step, self.proc.rank))
-        torch.manual_seed(step_seed(self.cfg.seed, self.step, self.proc.rank))  # dropout and other global draws
-        lr = self.lr_at(self.step)
-        logs: dict[str, float] = {}
-        losses = []
-        for name, opt in self.optimizers.items():
-            for g in opt.param_groups:
-                g["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                loss, group_logs = self.loss_module(x, y, name, gen)
-            losses.append(loss.detach().float())
-            logs.update(group_logs)
-            if not torch.isfinite(loss):
-                break  # caught below, after the processes agree
-            loss.backward()
-            if self.cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], self.cfg.grad_clip)
-            opt.step()
-        finite = torch.stack([torch.isfinite(v).all() for v in losses]).all().float().reshape(1)
-        stats = torch.tensor([logs[k] for k in sorted(logs)] + [finite.item()], dtype=torch.float64)
-        stats = distributed.all_reduce_mean(stats.to(self.device), self.proc).cpu()
-        if stats[-1].item() < 1.0:
-            raise TrainingDiverged(self.step, logs, str(getattr(self, "last_checkpoint", None) or "") or None)
+        step, seed = self.step, step_seed(self.cfg.seed, self.step, self.proc.rank)
+        gen = torch.Generator(self.device).manual_seed(seed)
+        torch.manual_seed(seed)  # dropout and other global draws
+        batch = self.next_batch()
+        multiple = len(self.optimizers) > 1
+        for phase in self.phases:
+            if not phase.active(step):
+                continue
+            opt = self.optimizers[phase.optimizer]
+            opt.set_lr(step, self.defaults)
+            if multiple:
+                self._only_grads_for(opt)
+            for repeat in range(phase.repeats):
+                phase_batch = self.next_batch() if phase.fresh_batch and repeat else batch
+                opt.optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    out = self.model.training_loss(phase_batch, phase.name, step, gen)
+                loss = out.loss.float()
+                self._note_finite(loss, step)
+                loss.backward()
+                distributed.all_reduce_gradients(opt.params, self.proc)
+                if opt.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(opt.params, opt.grad_clip, foreach=True)
+                opt.optimizer.step()
+                self._accumulate(out.logs, loss, phase.name)
+        if multiple:
+            for p in self._stepped.values():
+                p.requires_grad_(True)
         self.ema.update(self.model)
         self.step += 1
-        out = dict(zip(sorted(logs), stats[:-1].tolist()))
-        out["lr"] = lr
-        return out
+
+    def _only_grads_for(self, opt: BuiltOptimizer) -> None:
+        mine = {id(p) for p in opt.params}
+        for key, p in self._stepped.items():
+            p.requires_grad_(key in mine)
+
+    def _note_finite(self, loss: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss)
+        self._first_bad = torch.where(bad & (self._first_bad == NO_BAD_STEP), step, self._first_bad)
+
+    def _accumulate(self, logs: dict[str, torch.Tensor], loss: torch.Tensor, phase: str) -> None:
+        items = dict(logs)
+        if not any(k.endswith("loss") for k in items):  # every phase's loss reaches the metrics
+            items["loss" if len(self.phases) == 1 else f"{phase}_loss"] = loss
+        for k, v in items.items():
+            v = torch.as_tensor(v, device=self.device).detach().float().reshape(())
+            self._log_sums[k] = self._log_sums[k] + v if k in self._log_sums else v.clone()
+            self._log_counts[k] = self._log_counts.get(k, 0) + 1
+
+    def read_logs(self) -> dict[str, float]:
+        """The means since the last read, averaged over processes: the one host sync of a logging interval."""
+        keys = sorted(self._log_sums)
+        means = [self._log_sums[k] / self._log_counts[k] for k in keys]
+        values = []
+        if means:
+            values = distributed.all_reduce_mean(torch.stack(means).double(), self.proc).tolist()
+        first_bad = self._agreed_first_bad()
+        self._log_sums, self._log_counts = {}, {}
+        logs = dict(zip(keys, values[: len(keys)]))
+        if first_bad != NO_BAD_STEP:
+            raise TrainingDiverged(first_bad, {k: round(v, 4) for k, v in logs.items()},
+                                   str(self.last_checkpoint) if self.last_checkpoint else None)
+        return logs
+
+    def _agreed_first_bad(self) -> int:
+        bad = self._first_bad.clone()
+        if self.proc.distributed:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MIN)
+        return int(bad.item())
+
+    def _raise_if_diverged(self) -> None:
+        first_bad = self._agreed_first_bad()
+        if first_bad != NO_BAD_STEP:
+            raise TrainingDiverged(first_bad, {}, str(self.last_checkpoint) if self.last_checkpoint else None)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, steps: int | None = None, minutes: float | None = None) -> TrainResult:
-        """Train until the run reaches `steps` in total, or for `minutes` more, whichever comes first."""
+        """Train until the run reaches `steps` in total, or for `minutes` more of training, whichever comes first.
+
+        Previews, evaluations and checkpoints are timed apart and do not count against `minutes`.
+        """
         if steps is None and minutes is None:
             raise ValueError("give a budget: steps (total) or minutes (more)")
+        if not self.optimizers:
+            return self._fit_without_gradients()
         start_step, start_time = self.step, time.monotonic()
+        overhead_at_start = self.overhead_seconds
         seconds = minutes * 60 if minutes is not None else math.inf
         bar = self._progress_bar(steps, seconds, start_step)
         self._write_state("running")
         handlers = self._install_signal_handlers()
         status = "finished"
+        sync_every = self.cfg.log_every if self.proc.distributed else 1
         try:
             last_log_time, last_log_step = time.monotonic(), self.step
             while True:
-                elapsed = time.monotonic() - start_time
-                stop = (steps is not None and self.step >= steps) or elapsed >= seconds or self._stop_signal is not None
-                if self._agree(stop):
-                    break
+                if self.step % sync_every == 0 or (steps is not None and self.step >= steps):
+                    spent = time.monotonic() - start_time - (self.overhead_seconds - overhead_at_start)
+                    stop = (steps is not None and self.step >= steps) or spent >= seconds or self._stop_signal is not None
+                    if self._agree(stop):
+                        break
                 t0 = time.monotonic()
-                logs = self.train_step()
-                self.train_seconds += time.monotonic() - t0
-                if self.proc.is_main:
-                    if self.step % self.cfg.log_every == 0 or self.step == 1:
-                        now = time.monotonic()
+                self.train_step()
+                if self.step % self.cfg.log_every == 0 or self.step == 1:
+                    logs = self.read_logs()  # the only host sync of the interval; raises on divergence
+                    now = time.monotonic()
+                    self.train_seconds += now - t0
+                    if self.proc.is_main:
                         rate = (self.step - last_log_step) * self.global_batch / max(now - last_log_time, 1e-9)
                         last_log_time, last_log_step = now, self.step
+                        lrs = {f"lr_{n}" if len(self.optimizers) > 1 else "lr": o.optimizer.param_groups[0]["lr"]
+                               for n, o in self.optimizers.items()}
                         self._append_metrics({"step": self.step, "time": round(self.train_seconds, 2),
-                                              **{k: round(v, 6) for k, v in logs.items()},
+                                              **{k: round(v, 6) for k, v in logs.items()}, **lrs,
                                               "samples_per_sec": round(rate, 1)})
-                    if bar is not None:
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "lr"} | {"step": self.step}, refresh=False)
-                        bar.update(1 if steps is not None else 0)
-                        if steps is None:
-                            bar.n = min(int(time.monotonic() - start_time), bar.total)
-                            bar.refresh()
-                    if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
-                        self.save_preview()
-                if self.cfg.eval_every and self.evaluator and self.step % self.cfg.eval_every == 0:
-                    self._evaluate()
-                if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
-                    self.save()
-                distributed.barrier(self.proc)
+                        if bar is not None:
+                            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+                else:
+                    self.train_seconds += time.monotonic() - t0
+                if bar is not None:
+                    if steps is not None:
+                        bar.update(1)
+                    elif self.step % 10 == 0:
+                        bar.n = min(int(time.monotonic() - start_time), bar.total)
+                        bar.refresh()
+                self._periodic()
             if self._stop_signal:
                 status = "interrupted"
                 self.log.info("%s received: checkpoint at step %d, then exit", self._stop_signal, self.step)
-        except TrainingDiverged:
-            self._write_state("diverged")
+        except TrainingDiverged as e:
+            self._write_state("diverged", step=e.step)
             raise
         finally:
             _restore_signal_handlers(handlers)
             if bar is not None:
                 bar.close()
         if self.step > start_step or not self.run.has_checkpoint():
+            if self._log_sums:
+                self.read_logs()  # a last check (and record) of the steps since the last log
             self.save()
             if self.proc.is_main and self.cfg.sample_every:
                 self.save_preview()
         self._write_state(status)
         distributed.barrier(self.proc)
         return TrainResult(self.run, self.step, status, self.train_seconds)
+
+    def _periodic(self) -> None:
+        t0 = time.monotonic()
+        if self.proc.is_main and self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+            self.save_preview()
+        if self.cfg.eval_every and self.evaluator and self.step % self.cfg.eval_every == 0:
+            self._evaluate()
+        if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+            self.save()
+        distributed.barrier(self.proc)
+        self.overhead_seconds += time.monotonic() - t0
+
+    def _fit_without_gradients(self) -> TrainResult:
+        """A model with no trainable parameters (a classical baseline) is fitted once, then saved like any run."""
+        self._write_state("running")
+        t0 = time.monotonic()
+        logs = self.model.fit(self.data) or {}
+        self.train_seconds += time.monotonic() - t0
+        self.step = max(self.step, 1)
+        self.ema.update(self.model)
+        if self.proc.is_main:
+            self._append_metrics({"step": self.step, "time": round(self.train_seconds, 2), **logs})
+        self.save()
+        if self.proc.is_main and self.cfg.sample_every:
+            self.save_preview()
+        self._write_state("finished")
+        return TrainResult(self.run, self.step, "finished", self.train_seconds)
 
     # ------------------------------------------------------------------ helpers
     def _agree(self, stop: bool) -> bool:
@@ -241,18 +346,19 @@ class Trainer:
         return bool(flag.item())
 
     def save_preview(self, n: int = 64) -> Path:
-        """A grid from the EMA weights, from the same noise every time, so grids show progress."""
+        """Samples from the EMA weights, from the same noise every time, so previews show progress."""
+        from ..outputs import save_samples, writers
+
         model = self.ema.model
         model.eval()
-        gen = torch.Generator(self.device).manual_seed(self._preview_z_seed)
-        labels = None
-        if model.conditional:
-            labels = torch.arange(n, device=self.device) % self.dataset.num_classes
+        gen = torch.Generator(self.device).manual_seed(self._preview_seed)
+        conditions = model.evaluation_conditions(n)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            samples = model.sample(n, labels=labels, generator=gen, **preview_options(model))
-        path = self.run.samples_dir / f"step-{self.step:08d}.png"
-        save_samples(samples.float().cpu(), path, reference=self.dataset.x_val[:1000])
-        return path
+            samples = model.sample(n, conditions, generator=gen, **model.preview_options())
+        path = self.run.samples_dir / f"step-{self.step:08d}{next(iter(writers(model.output_kind)))}"
+        reference = self.data.validation(1000).get("x")
+        return save_samples((samples.float() if samples.is_floating_point() else samples).cpu(), path, model.output_kind, reference=reference,
+                            context=self.run.output_context())
 
     def _evaluate(self) -> None:
         scores = self.evaluator(self.ema.model, self.step)
@@ -268,10 +374,11 @@ class Trainer:
         with open(self.run.metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def _write_state(self, status: str) -> None:
+    def _write_state(self, status: str, step: int | None = None) -> None:
         if not self.proc.is_main:
             return
-        state = {"status": status, "step": self.step, "train_seconds": round(self.train_seconds, 2),
+        state = {"status": status, "step": self.step if step is None else step, "train_seconds": round(self.train_seconds, 2),
+                 "overhead_seconds": round(self.overhead_seconds, 2),
                  "world_size": self.proc.world_size, "batch_size_per_process": self.cfg.batch_size,
                  "effective_batch_size": self.global_batch, "device": str(self.device)}
         tmp = self.run.path / "train_state.json.tmp"
@@ -306,14 +413,6 @@ class Trainer:
 def _restore_signal_handlers(previous) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-
-
-def preview_options(model) -> dict:
-    """Cheap sampling settings for in-training grids (DDIM with 50 steps for diffusion)."""
-    opts = model.sample_options()
-    if opts.get("sampler") == "ddpm":
-        return {"sampler": "ddim", "steps": min(50, opts["steps"])}  # a model of fewer timesteps allows fewer
-    return opts
 
 
 def _device(name: str) -> torch.device:

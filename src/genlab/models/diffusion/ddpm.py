@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...batch import LABEL, X
+from ...data.base import DataSpec
 from ...errors import ArgumentError
 from ...nn.distributions import discretized_gaussian_log_likelihood, nats_to_bits_per_dim
 from ...nn.unet import MLPDenoiser, UNet
@@ -38,8 +40,7 @@ class DDPMConfig:
     # None: min_snr for images (fast convergence), uniform for points (whose fine detail lives at low noise)
     loss_weighting: Literal["uniform", "min_snr"] | None = None
     min_snr_gamma: float = 5.0
-    class_conditional: bool = False
-    label_dropout: float = 0.1  # share of batches trained without labels (for classifier-free guidance)
+    label_dropout: float = 0.1  # share of items trained without their label (for classifier-free guidance)
     sampler: Literal["ddpm", "ddim"] = "ddpm"
     sampling_steps: int = 1000  # for ddim; ddpm always takes num_timesteps
     clip_denoised: bool = True
@@ -65,10 +66,12 @@ class DDPM(GenerativeModel):
     config_class = DDPMConfig
     train_defaults = {"lr": 1e-3, "batch_size": 64, "ema_decay": 0.999, "warmup_steps": 200}
     likelihood = "bound"
+    accepted_conditions = (LABEL,)
 
-    def __init__(self, config: DDPMConfig, data_shape: tuple[int, ...], num_classes: int = 0):
-        super().__init__(config, data_shape, num_classes)
-        cond_classes = num_classes if config.class_conditional else 0
+    def __init__(self, config: DDPMConfig, spec: DataSpec, conditions: tuple[str, ...] = ()):
+        super().__init__(config, spec, conditions)
+        data_shape = self.data_shape
+        cond_classes = self.num_classes if LABEL in self.conditions else 0
         if self.is_image:
             channels, size = data_shape[0], data_shape[-1]
             patch = config.patch_size or (2 if size >= 28 and size % 2 == 0 else 1)
@@ -87,13 +90,14 @@ class DDPM(GenerativeModel):
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x, t, labels)
 
-    def training_loss(self, x, labels, group, generator):
+    def training_loss(self, batch, phase, step, generator):
+        x, labels = batch[X], batch.get(LABEL)
         b = x.shape[0]
         t = torch.randint(0, self.config.num_timesteps, (b,), device=x.device, generator=generator)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x_t = self.schedule.add_noise(x, noise, t)
         cond = None
-        if self.config.class_conditional and labels is not None:
+        if LABEL in self.conditions and labels is not None:
             drop = torch.rand(b, device=x.device, generator=generator) < self.config.label_dropout
             cond = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
         per_item = (self(x_t, t, cond).float() - noise.float()).pow(2).flatten(1).mean(1)  # (B,)
@@ -101,16 +105,25 @@ class DDPM(GenerativeModel):
             snr = self.schedule.snr(t)
             per_item = per_item * snr.clamp(max=self.config.min_snr_gamma) / snr
         loss = per_item.mean()
-        return LossOutput(loss, {"loss": loss.item()})
+        return LossOutput(loss, {"loss": loss.detach()})
 
-    def sample_options(self) -> dict[str, Any]:
-        steps = self.config.num_timesteps if self.config.sampler == "ddpm" else self.config.sampling_steps
-        return {"sampler": self.config.sampler, "steps": steps}
+    def sample_options(self, **given: Any) -> dict[str, Any]:
+        sampler = given.get("sampler") or self.config.sampler
+        steps = self.config.num_timesteps if sampler == "ddpm" else self.config.sampling_steps
+        return {"sampler": sampler, "steps": steps, **{k: v for k, v in given.items() if v is not None}}
+
+    def preview_options(self) -> dict[str, Any]:
+        # DDIM with at most 50 steps: a grid every few hundred steps must not cost a thousand network calls
+        return {"sampler": "ddim", "steps": min(50, self.config.num_timesteps)}
+
+    def sampling_presets(self) -> dict[str, dict[str, Any]]:
+        return {f"ancestral {self.config.num_timesteps} steps": {"sampler": "ddpm"},
+                "DDIM 50 steps": {"sampler": "ddim", "steps": min(50, self.config.num_timesteps)}}
 
     @torch.inference_mode()
-    def sample(self, n, labels=None, generator=None, sampler: str | None = None, steps: int | None = None,
+    def sample(self, n, conditions=None, generator=None, sampler: str | None = None, steps: int | None = None,
                eta: float = 0.0, guidance_scale: float = 1.0, progress=None, **_: Any) -> torch.Tensor:
-        labels = self.check_labels(n, labels)
+        labels = self.check_conditions(n, conditions).get(LABEL)
         sampler = sampler or self.config.sampler
         if sampler not in SAMPLERS:
             raise ArgumentError(f"unknown sampler '{sampler}'; choose from {sorted(SAMPLERS)}")
@@ -136,7 +149,7 @@ class DDPM(GenerativeModel):
         return guided
 
     @torch.inference_mode()
-    def bits_per_dim(self, x, labels=None, generator=None, timesteps: int = 100) -> torch.Tensor:
+    def bits_per_dim(self, batch, generator=None, timesteps: int = 100) -> torch.Tensor:
         """Variational bound (Ho et al. 2020, eq. 5) with a discretized Gaussian decoder.
 
         The sum over the T-1 KL terms is estimated from `timesteps` stratified timesteps (unbiased);
@@ -144,12 +157,13 @@ class DDPM(GenerativeModel):
         """
         if not self.is_image:
             raise TypeError("bits/dim is defined for 8-bit images, not for point data")
+        x = batch[X]
         sched, T = self.schedule, self.config.num_timesteps
         ab = sched.alpha_bars.to(x.device)
         betas = sched.betas.to(x.device)
         x = x.float()
         dims = x[0].numel()
-        cond = labels if self.config.class_conditional else None
+        cond = batch.get(LABEL) if LABEL in self.conditions else None
         b = x.shape[0]
         # prior term KL(q(x_T | x_0) || N(0, I))
         abT = ab[-1]

@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ArgumentError
+from ...batch import X
+from ...data.base import DataSpec
 from ...nn.convnets import MLP, ConvDecoder, ConvEncoder
+from ...train.optim import OptimizerSpec
 from ..base import GenerativeModel, LossOutput
 
 
@@ -35,8 +37,9 @@ class DCGAN(GenerativeModel):
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "weight_decay": 0.0, "batch_size": 64,
                       "ema_decay": 0.999, "warmup_steps": 0, "grad_clip": 0.0}
 
-    def __init__(self, config: DCGANConfig, data_shape: tuple[int, ...], num_classes: int = 0):
-        super().__init__(config, data_shape, num_classes)
+    def __init__(self, config: DCGANConfig, spec: DataSpec, conditions: tuple[str, ...] = ()):
+        super().__init__(config, spec, conditions)
+        data_shape = self.data_shape
         z = config.latent_dim
         if self.is_image:
             c, size = data_shape[0], data_shape[-1]
@@ -47,15 +50,20 @@ class DCGAN(GenerativeModel):
             self.generator = MLP(z, config.mlp_hidden, d, activation=nn.ReLU)
             self.discriminator = MLP(d, config.mlp_hidden, 1, activation=lambda: nn.LeakyReLU(0.2))
 
-    def optimizer_groups(self):
-        return {"discriminator": list(self.discriminator.parameters()), "generator": list(self.generator.parameters())}
+    def optimizers(self):
+        # discriminator first, then generator, on the same batch (the paper's alternation)
+        return [OptimizerSpec.over("discriminator", self.discriminator), OptimizerSpec.over("generator", self.generator)]
+
+    def ema_modules(self):
+        return ["generator"]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
 
-    def training_loss(self, x, labels, group, generator):
+    def training_loss(self, batch, phase, step, generator):
+        x = batch[X]
         z = torch.randn((x.shape[0], self.config.latent_dim), generator=generator, device=x.device, dtype=x.dtype)
-        if group == "discriminator":
+        if phase == "discriminator":
             with torch.no_grad():
                 fake = self.generator(z)
             # real and fake in separate batches, as in the paper: with batch norm in the discriminator, a
@@ -64,14 +72,13 @@ class DCGAN(GenerativeModel):
             real_target = torch.full_like(real_logits, 1.0 - self.config.label_smoothing)
             loss = F.binary_cross_entropy_with_logits(real_logits, real_target) + \
                 F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-            return LossOutput(loss, {"d_loss": loss.item(), "d_real": torch.sigmoid(real_logits).mean().item(),
-                                     "d_fake": torch.sigmoid(fake_logits).mean().item()})
+            return LossOutput(loss, {"d_loss": loss.detach(), "d_real": torch.sigmoid(real_logits).mean().detach(),
+                                     "d_fake": torch.sigmoid(fake_logits).mean().detach()})
         fake_logits = self.discriminator(self.generator(z)).float()
         loss = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))  # non-saturating
-        return LossOutput(loss, {"g_loss": loss.item()})
+        return LossOutput(loss, {"g_loss": loss.detach()})
 
     @torch.inference_mode()
-    def sample(self, n, labels=None, generator=None, **_: Any) -> torch.Tensor:
-        if labels is not None:
-            raise ArgumentError("DCGAN is unconditional; sample without labels")
+    def sample(self, n, conditions=None, generator=None, **_: Any) -> torch.Tensor:
+        self.check_conditions(n, conditions)
         return self.generator(self.noise((n, self.config.latent_dim), generator))

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...batch import LABEL, X
+from ...data.base import DataSpec
 from ...nn.convnets import MLP, ConvDecoder, ConvEncoder
 from ...nn.distributions import discretized_gaussian_log_likelihood, nats_to_bits_per_dim
 from ..base import GenerativeModel, LossOutput
@@ -32,7 +34,6 @@ class VAEConfig:
     # floor of the decoder's log-scale (sigma >= 0.5 on the [-1, 1] scale): below it the reconstruction
     # term drowns the KL, the posterior spreads away from the prior and prior samples fall into its holes
     min_log_scale: float = -0.7
-    class_conditional: bool = False
 
 
 class VAE(GenerativeModel):
@@ -41,11 +42,13 @@ class VAE(GenerativeModel):
     config_class = VAEConfig
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100}
     likelihood = "bound"
+    accepted_conditions = (LABEL,)
 
-    def __init__(self, config: VAEConfig, data_shape: tuple[int, ...], num_classes: int = 0):
-        super().__init__(config, data_shape, num_classes)
-        z, cond = config.latent_dim, num_classes if config.class_conditional else 0
-        self.label_embedding = nn.Embedding(cond, z) if cond else None
+    def __init__(self, config: VAEConfig, spec: DataSpec, conditions: tuple[str, ...] = ()):
+        super().__init__(config, spec, conditions)
+        data_shape = self.data_shape
+        z = config.latent_dim
+        self.label_embedding = nn.Embedding(self.num_classes, z) if LABEL in self.conditions else None
         if self.is_image:
             c, size = data_shape[0], data_shape[-1]
             self.encoder = ConvEncoder(c, size, config.base_channels, 2 * z, norm="group", activation=nn.SiLU())
@@ -56,8 +59,11 @@ class VAE(GenerativeModel):
             self.encoder = MLP(d, config.mlp_hidden, 2 * z)
             self.decoder = MLP(z, config.mlp_hidden, d)
             self.register_buffer("log_scale", torch.zeros(d))
-        # training updates seen, for the KL warm-up; a buffer so checkpoints and resume carry it
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def migrate_state_dict(cls, state, format_version):
+        # format 1 counted training calls in a buffer for the KL warm-up; the trainer now hands over the step
+        return {k: v for k, v in state.items() if k != "updates"}
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.encoder(x).chunk(2, dim=1)  # (B, z) each
@@ -82,39 +88,38 @@ class VAE(GenerativeModel):
         mean, log_var = self.encode(x)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + (0.5 * log_var).exp() * eps
-        recon = self.decode(z, labels if self.config.class_conditional else None)
+        recon = self.decode(z, labels)
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)  # (B,)
         return recon, kl
 
-    def training_loss(self, x, labels, group, generator):
-        recon, kl = self._elbo_terms(x, labels, generator)
+    def training_loss(self, batch, phase, step, generator):
+        x = batch[X]
+        recon, kl = self._elbo_terms(x, batch.get(LABEL), generator)
         log_scale = self._optimal_log_scale(x, recon)
-        if torch.is_grad_enabled():
-            with torch.no_grad():
-                self.log_scale.lerp_(log_scale.detach(), 0.01 if int(self.updates) else 1.0)
+        with torch.no_grad():
+            self.log_scale.lerp_(log_scale.detach(), 0.01 if step else 1.0)
         # Gaussian negative log-likelihood per item, in nats
         nll = (0.5 * ((x - recon) * torch.exp(-log_scale)).pow(2) + log_scale + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
         warm = self.config.kl_warmup_steps
-        kl_weight = self.config.beta * (min(1.0, (int(self.updates) + 1) / warm) if warm else 1.0)
-        if torch.is_grad_enabled():
-            self.updates += 1
+        kl_weight = self.config.beta * (min(1.0, (step + 1) / warm) if warm else 1.0)
         loss = (nll + kl_weight * kl).mean() / x[0].numel()
-        return LossOutput(loss, {"loss": loss.item(), "recon_nats": nll.mean().item(), "kl_nats": kl.mean().item(),
-                                 "decoder_log_scale": log_scale.mean().item()})
+        return LossOutput(loss, {"loss": loss.detach(), "recon_nats": nll.mean().detach(), "kl_nats": kl.mean().detach(),
+                                 "decoder_log_scale": log_scale.mean().detach()})
 
     @torch.inference_mode()
-    def sample(self, n, labels=None, generator=None, **_: Any) -> torch.Tensor:
-        labels = self.check_labels(n, labels)
+    def sample(self, n, conditions=None, generator=None, **_: Any) -> torch.Tensor:
+        conditions = self.check_conditions(n, conditions)
         z = self.noise((n, self.config.latent_dim), generator)
-        out = self.decode(z, labels)
+        out = self.decode(z, conditions.get(LABEL))
         return out.clamp(-1, 1) if self.is_image else out  # the decoder mean, as is usual for VAE samples
 
     @torch.inference_mode()
-    def bits_per_dim(self, x, labels=None, generator=None) -> torch.Tensor:
+    def bits_per_dim(self, batch, generator=None) -> torch.Tensor:
         """Negative ELBO (a bound on -log p) with a discretized Gaussian decoder over 256 levels."""
         if not self.is_image:
             raise TypeError("bits/dim is defined for 8-bit images, not for point data")
-        recon, kl = self._elbo_terms(x, labels, generator)
+        x = batch[X]
+        recon, kl = self._elbo_terms(x, batch.get(LABEL) if LABEL in self.conditions else None, generator)
         log_scale = self.log_scale.clamp(min=self.config.min_log_scale).expand_as(recon)
         nll = -discretized_gaussian_log_likelihood(x, recon, log_scale).flatten(1).sum(1)
         return nats_to_bits_per_dim(nll + kl, x[0].numel())

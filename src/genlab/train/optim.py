@@ -1,0 +1,158 @@
+"""What a model asks of optimisation, and how the trainer builds it.
+
+A model describes its optimizers (`OptimizerSpec`: kind, parameter groups with their own learning-rate
+scale and weight decay, betas, schedule, clipping) and its phases (`Phase`: which optimizer, how many
+repeats per step, every how many steps, on a fresh batch or not). That is enough for n_critic (WGAN-GP),
+two time-scale learning rates (SAGAN), a 0.01x mapping network and lazy R1 every 16 steps (StyleGAN),
+no-decay groups (GPT), Adamax (NVAE) and pre-training stages, without the trainer knowing any of them.
+Anything left as None takes the run's TrainConfig value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..errors import ArgumentError
+
+OptimizerKind = Literal["adamw", "adam", "adamax", "sgd"]
+Schedule = Literal["constant", "warmup", "cosine"]
+
+
+@dataclass
+class ParamGroup:
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0  # this group's lr is the optimizer's lr times this (StyleGAN's mapping net: 0.01)
+    weight_decay: float | None = None  # None: the optimizer's; 0.0 for biases and norms (GPT)
+    name: str = ""
+
+
+@dataclass
+class OptimizerSpec:
+    name: str
+    groups: list[ParamGroup]
+    kind: OptimizerKind = "adamw"
+    lr: float | None = None  # None: TrainConfig.lr (times lr_scale below)
+    lr_scale: float = 1.0  # e.g. a discriminator at 4x the generator's lr (TTUR) without fixing either
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = None
+    eps: float = 1e-8
+    schedule: Schedule | None = None  # None: TrainConfig.schedule
+    warmup_steps: int | None = None
+    grad_clip: float | None = None  # None: TrainConfig.grad_clip; 0: no clipping
+
+    @classmethod
+    def over(cls, name: str, module_or_params, **options) -> "OptimizerSpec":
+        """One optimizer over a module's (or a list's) trainable parameters, one group."""
+        params = module_or_params.parameters() if isinstance(module_or_params, nn.Module) else module_or_params
+        return cls(name, [ParamGroup([p for p in params if p.requires_grad])], **options)
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for g in self.groups for p in g.params]
+
+
+@dataclass
+class Phase:
+    """One part of a training step: compute the loss of `name`, backpropagate, step `optimizer`."""
+
+    name: str
+    optimizer: str = ""  # "" -> the optimizer of the same name
+    repeats: int = 1  # n_critic: the phase runs this many times per step
+    every: int = 1  # lazy regularisation: only on steps divisible by this
+    fresh_batch: bool = False  # each repeat on its own batch (WGAN-GP's critic) instead of the step's batch
+    until_step: int | None = None  # a stage: active only before this step (pre-training)
+    from_step: int = 0  # a stage: active only from this step
+
+    def active(self, step: int) -> bool:
+        if step < self.from_step or (self.until_step is not None and step >= self.until_step):
+            return False
+        return step % self.every == 0
+
+    def __post_init__(self) -> None:
+        self.optimizer = self.optimizer or self.name
+        if self.repeats < 1 or self.every < 1:
+            raise ArgumentError(f"phase '{self.name}': repeats and every must be at least 1")
+
+
+@dataclass
+class Defaults:
+    """The run's values for whatever a spec leaves as None."""
+
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    warmup_steps: int
+    grad_clip: float
+    schedule: Schedule = "warmup"
+    total_steps: int | None = None  # for the cosine schedule
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class BuiltOptimizer:
+    spec: OptimizerSpec
+    optimizer: torch.optim.Optimizer
+    base_lrs: list[float] = field(default_factory=list)  # per param group, before the schedule
+    schedule: Schedule = "constant"
+    warmup_steps: int = 0
+    grad_clip: float = 0.0
+    params: list[nn.Parameter] = field(default_factory=list)
+
+    def set_lr(self, step: int, defaults: Defaults) -> float:
+        """Python arithmetic only: no device work. Returns the factor applied."""
+        factor = lr_factor(self.schedule, step, self.warmup_steps, defaults.total_steps, defaults.min_lr_ratio)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        return factor
+
+
+def lr_factor(schedule: Schedule, step: int, warmup: int, total: int | None, min_ratio: float) -> float:
+    warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if schedule == "constant":
+        return 1.0
+    if schedule == "warmup" or not total:
+        return warm
+    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    return warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+_KINDS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "sgd": torch.optim.SGD}
+
+
+def build(spec: OptimizerSpec, defaults: Defaults) -> BuiltOptimizer:
+    if spec.kind not in _KINDS:
+        raise ArgumentError(f"optimizer '{spec.name}': unknown kind '{spec.kind}'; use one of {sorted(_KINDS)}")
+    lr = (spec.lr if spec.lr is not None else defaults.lr) * spec.lr_scale
+    wd = spec.weight_decay if spec.weight_decay is not None else defaults.weight_decay
+    groups, base_lrs = [], []
+    for g in spec.groups:
+        params = [p for p in g.params if p.requires_grad]
+        if not params:
+            continue
+        groups.append({"params": params, "lr": lr * g.lr_scale,
+                       "weight_decay": g.weight_decay if g.weight_decay is not None else wd})
+        base_lrs.append(lr * g.lr_scale)
+    if not groups:
+        raise ArgumentError(f"optimizer '{spec.name}' has no trainable parameters")
+    if spec.kind == "sgd":
+        opt = torch.optim.SGD(groups, lr=lr, momentum=(spec.betas or defaults.betas)[0])
+    else:
+        kwargs = {"foreach": True} if spec.kind != "adamax" else {}
+        opt = _KINDS[spec.kind](groups, lr=lr, betas=tuple(spec.betas or defaults.betas), eps=spec.eps, **kwargs)
+    schedule = spec.schedule or defaults.schedule
+    warmup = spec.warmup_steps if spec.warmup_steps is not None else defaults.warmup_steps
+    clip = spec.grad_clip if spec.grad_clip is not None else defaults.grad_clip
+    return BuiltOptimizer(spec, opt, base_lrs, schedule, warmup, clip or 0.0, [p for g in groups for p in g["params"]])
+
+
+def no_decay_groups(module: nn.Module, lr_scale: float = 1.0) -> list[ParamGroup]:
+    """Matrices (and conv kernels) decay; biases, norms and embeddings' 1-D parameters do not."""
+    decay, keep = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else keep).append(p)
+    return [ParamGroup(decay, lr_scale, name="decay"), ParamGroup(keep, lr_scale, weight_decay=0.0, name="no_decay")]
