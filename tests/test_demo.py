@@ -3,9 +3,12 @@
 import json
 import re
 
+import pytest
+
 from genlab.demo import run_demo
 
 
+@pytest.mark.slow
 def test_demo_writes_a_self_contained_report(tmp_path):
     report = run_demo(tmp_path / "demo", minutes_per_model=0.03, timing_samples=16)
     html = report.read_text()

@@ -19,6 +19,7 @@ from conftest import TINY_TRAIN_OPTIONS, tiny_config, tiny_set_args
 STEPS, BATCH = 4, 8
 
 
+@pytest.mark.slow
 def test_two_process_run_matches_the_single_process_layout(genlab_cli, tmp_path):
     out = tmp_path / "ddp"
     result = genlab_cli("train", "dcgan", "--nproc", "2", "--out", out, "--steps", STEPS, "--batch-size", BATCH,

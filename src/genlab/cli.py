@@ -91,7 +91,8 @@ def train_cmd(
         return
     info = result.run.info()
     typer.echo(f"{result.status}: {result.run.path} at step {result.step} "
-               f"({result.train_seconds / 60:.1f} min training, effective batch {info['effective_batch_size']})")
+               f"({result.train_seconds / 60:.1f} min training, effective batch {info['effective_batch_size']}; "
+               f"{info['overhead_seconds'] / 60:.1f} min previews, evaluations and checkpoints, not counted)")
     if result.status == "interrupted":
         typer.echo(f"checkpoint saved; continue with: genlab train --resume {result.run.path} --minutes M")
         raise typer.Exit(130)

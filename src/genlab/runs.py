@@ -270,8 +270,13 @@ class Run:
         if labels is not None:
             conditions[LABEL] = torch.as_tensor(labels).long().reshape(-1)
         model = self.load_model(checkpoint, device=device)
-        return sample_in_batches(model, n, conditions, seed=seed, batch_size=batch_size, options=options,
-                                 progress=f"sampling {self.model_name}" if progress else None)
+        try:
+            return sample_in_batches(model, n, conditions, seed=seed, batch_size=batch_size, options=options,
+                                     progress=f"sampling {self.model_name}" if progress else None)
+        except (ValueError, TypeError) as e:  # a model's own refusal (an option or condition it lacks)
+            if isinstance(e, GenlabError):
+                raise
+            raise ArgumentError(f"cannot sample {self.path}: {e}") from None
 
     def metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
@@ -305,6 +310,7 @@ class Run:
             "step": meta.get("step", 0),
             "checkpoint": str(latest) if latest else None,
             "train_seconds": state.get("train_seconds", last.get("time", 0.0)),
+            "overhead_seconds": state.get("overhead_seconds", 0.0),  # previews, evaluations, checkpoints
             "effective_batch_size": state.get("effective_batch_size"),
             "world_size": state.get("world_size"),
             "status": state.get("status"),

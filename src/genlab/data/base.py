@@ -123,15 +123,20 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7_777 + epoch))
 
 
-def epoch_indices(n: int, index: int, batch_size: int, seed: int, rank: int, world_size: int) -> torch.Tensor:
-    """Item indices of batch `index` for `rank`: every process takes its slice of one global batch."""
+def epoch_position(n: int, index: int, batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """(epoch, first position in that epoch's order) of batch `index` for `rank`."""
     global_batch = batch_size * world_size
     per_epoch = n // global_batch
     if per_epoch < 1:
         raise ArgumentError(f"the data has {n} training items, fewer than one batch of {global_batch}; "
                             "lower --batch-size")
     epoch, i = divmod(index, per_epoch)
-    start = i * global_batch + rank * batch_size
+    return epoch, i * global_batch + rank * batch_size
+
+
+def epoch_indices(n: int, index: int, batch_size: int, seed: int, rank: int, world_size: int) -> torch.Tensor:
+    """Item indices of batch `index` for `rank`: every process takes its slice of one global batch."""
+    epoch, start = epoch_position(n, index, batch_size, rank, world_size)
     return epoch_order(n, seed, epoch)[start : start + batch_size]
 
 
@@ -156,6 +161,7 @@ class Dataset(DataSource):
                              extras=dict(extras or {}))
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._decoded: dict[str, torch.Tensor] = {}
+        self._order_cache: dict = {}
 
     # ------------------------------------------------------------------ evaluation-side views
     def _decode_all(self, which: str) -> torch.Tensor:
@@ -179,8 +185,8 @@ class Dataset(DataSource):
         return len(self.stored_train)
 
     def train_batch(self, index, batch_size, *, seed, rank=0, world_size=1, device="cpu") -> Batch:
-        idx = epoch_indices(len(self.stored_train), index, batch_size, seed, rank, world_size)
         if isinstance(self.stored_train, np.ndarray):  # memory-mapped: gather on the host, copy over
+            idx = epoch_indices(len(self.stored_train), index, batch_size, seed, rank, world_size)
             x = torch.from_numpy(np.ascontiguousarray(self.stored_train[np.sort(idx.numpy())]))
             order = torch.argsort(torch.argsort(idx))  # back to the permuted order
             x = x[order]
@@ -195,11 +201,19 @@ class Dataset(DataSource):
             y = self.y_train.to(device) if self.y_train is not None else None
             self._on_device[key] = (self.stored_train.to(device), y)
         x_all, y_all = self._on_device[key]
-        idx = idx.to(x_all.device, non_blocking=True)
+        epoch, start = epoch_position(len(x_all), index, batch_size, rank, world_size)
+        idx = self._order_on(x_all.device, seed, epoch)[start : start + batch_size]
         batch = {X: decode(x_all[idx])}
         if y_all is not None:
             batch[LABEL] = y_all[idx]
         return batch
+
+    def _order_on(self, device: torch.device, seed: int, epoch: int) -> torch.Tensor:
+        """The epoch's order, copied to the device once per epoch: no host-to-device copy per batch."""
+        key = (str(device), seed, epoch)
+        if self._order_cache.get("key") != key:
+            self._order_cache = {"key": key, "order": epoch_order(len(self.stored_train), seed, epoch).to(device)}
+        return self._order_cache["order"]
 
     def validation(self, n=None) -> Batch:
         n = len(self.stored_val) if n is None else min(n, len(self.stored_val))

@@ -129,9 +129,17 @@ def array_samples(kind: str, path: Path | None, source, dataset: Dataset, n: int
     return x[:n], (None if labels is None else torch.as_tensor(labels)[:n])
 
 
+# what the sample-based measures (features, FID, precision/recall, coverage) apply to
+MEASURED_KINDS = ("image", "points")
+
+
 def dataset_for(kind: str, run: Run | None, data: str | None, data_dir: str | None) -> Dataset:
     if data is None and run is None:
         raise EvalInputError("name the data to compare with: --data NAME (e.g. --data mnist)")
+    if run is not None and run.spec.kind not in MEASURED_KINDS:
+        raise EvalInputError(f"{run.path} produces {run.spec.kind}; `genlab eval` measures "
+                             f"{' and '.join(MEASURED_KINDS)} samples so far. Its training metrics "
+                             f"(metrics.jsonl, `genlab info`) hold its validation figures.")
     if run is not None and (data is None or data == run.train_config.data):
         cfg = run.train_config
         return load_dataset(cfg.data, data_dir=data_dir or cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)

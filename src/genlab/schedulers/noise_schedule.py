@@ -31,15 +31,23 @@ class NoiseSchedule:
         # loses three digits at small t, where alpha_bar is within 1e-4 of 1
         self.sqrt_alpha_bars = self.alpha_bars.sqrt().float()
         self.sqrt_one_minus_alpha_bars = (1 - self.alpha_bars).sqrt().float()
+        self.snrs = (self.alpha_bars / (1 - self.alpha_bars)).float()
+        self._copies: dict[tuple[str, str], torch.Tensor] = {}
+
+    def on(self, name: str, device: torch.device) -> torch.Tensor:
+        """A schedule tensor on `device`, copied there once: no host-to-device copy per training step."""
+        key = (name, str(device))
+        if key not in self._copies:
+            self._copies[key] = getattr(self, name).to(device)
+        return self._copies[key]
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at integer timesteps t, float32 on t's device."""
-        ab = self.alpha_bars.to(t.device)[t]
-        return (ab / (1 - ab)).float()
+        return self.on("snrs", t.device)[t]
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """q(x_t | x_0): sqrt(ab) x0 + sqrt(1 - ab) noise, computed in float32 whatever x0's dtype."""
         shape = (-1, *([1] * (x0.dim() - 1)))
-        signal = self.sqrt_alpha_bars.to(x0.device)[t].view(shape)
-        noise_scale = self.sqrt_one_minus_alpha_bars.to(x0.device)[t].view(shape)
+        signal = self.on("sqrt_alpha_bars", x0.device)[t].view(shape)
+        noise_scale = self.on("sqrt_one_minus_alpha_bars", x0.device)[t].view(shape)
         return (signal * x0.float() + noise_scale * noise.float()).to(x0.dtype)

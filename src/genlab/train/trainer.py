@@ -96,7 +96,8 @@ class Trainer:
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         return {
             "step": self.step, "batches_drawn": self.batches_drawn, "ema_updates": self.ema.num_updates,
-            "train_seconds": self.train_seconds, "best_score": self.best_score,
+            "train_seconds": self.train_seconds, "overhead_seconds": self.overhead_seconds,
+            "best_score": self.best_score,
             "optimizers": {name: o.optimizer.state_dict() for name, o in self.optimizers.items()},
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -130,6 +131,7 @@ class Trainer:
         self.batches_drawn = int(state["batches_drawn"])
         self.ema.num_updates = int(state["ema_updates"])
         self.train_seconds = float(state["train_seconds"])
+        self.overhead_seconds = float(state.get("overhead_seconds", 0.0))
         self.best_score = float(state.get("best_score", math.inf))
         torch.set_rng_state(state["torch_rng"])
         r = state["numpy_rng"]
