@@ -187,7 +187,7 @@ class Trainer:
                 loss.backward()
                 distributed.all_reduce_gradients(opt.params, self.proc)
                 if opt.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(opt.params, opt.grad_clip, foreach=True)
+                    torch.nn.utils.clip_grad_norm_(opt.params, opt.grad_clip)
                 opt.optimizer.step()
                 self._accumulate(out.logs, loss, phase.name)
         if multiple:
