@@ -156,18 +156,11 @@ def _check_inputs(model_cls, data: DataSource) -> None:
 
 
 def _init_from(trainer, run: Run, source: Path) -> None:
-    from .train import checkpoint as ckpt
-
     other = Run(source)
     if other.model_name != run.model_name:
         raise GenlabError(f"--init-from {source} is a '{other.model_name}' run; a '{run.model_name}' run can only "
                           f"start from a '{run.model_name}' run")
-    step_dir = ckpt.resolve(other.checkpoints, run.init_from["checkpoint"] if run.init_from else "latest")
-    meta, model_state, ema_state, _ = ckpt.load(step_dir, other.model_name)
-    version = int(meta.get("format_version", 1))
-    cls = type(trainer.model)
-    if version < 2:
-        model_state, ema_state = cls.migrate_state_dict(model_state, version), cls.migrate_state_dict(ema_state, version)
+    step_dir, _, model_state, ema_state = other.load_weights(run.init_from["checkpoint"] if run.init_from else "latest")
     trainer.init_from(model_state, ema_state, step_dir)
 
 

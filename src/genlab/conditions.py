@@ -47,21 +47,10 @@ def read_items(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
         from .imageio import load_samples
 
         x, _ = load_samples(path)
-    elif path.is_dir():
+    else:  # one image file or a folder of them, read the way evaluation reads images
         from .eval.evaluate import read_images
 
         _, x = read_images(path, shape)
-    else:  # one image file
-        import numpy as np
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if shape[0] == 1 else "RGB").resize((shape[-1], shape[-2]), Image.BICUBIC)
-                a = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as e:
-            raise ArgumentError(f"{path} is not a readable image ({e}); give a PNG/JPEG, a folder or an .npz") from None
-        x = torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).astype(np.float32))[None] / 127.5 - 1
     if len(x) == 0:
         raise GenlabError(f"{path} holds no items")
     return x

@@ -236,17 +236,22 @@ class Run:
         device = resolve_device(str(device)) if device is not None else resolve_device("auto")
         key = (checkpoint, ema, str(device))
         if key not in self._models:
-            step_dir = ckpt.resolve(self.checkpoints, checkpoint)
-            meta, model_state, ema_state, _ = ckpt.load(step_dir, self.model_name)
+            step_dir, meta, model_state, ema_state = self.load_weights(checkpoint)
             model = self.build_model()
-            state = ema_state if ema else model_state
-            version = int(meta.get("format_version", 1))
-            if version < FORMAT_VERSION:
-                state = type(model).migrate_state_dict(state, version)
-            ckpt.load_weights(model, state, step_dir)
+            ckpt.load_weights(model, ema_state if ema else model_state, step_dir)
             model.checkpoint_step = meta["step"]
             self._models[key] = model.to(device).eval()
         return self._models[key]
+
+    def load_weights(self, checkpoint: str = "latest") -> tuple[Path, dict, dict, dict]:
+        """(step dir, meta, model weights, EMA weights) of `checkpoint`, renamed to this format's names."""
+        step_dir = ckpt.resolve(self.checkpoints, checkpoint)
+        meta, model_state, ema_state, _ = ckpt.load(step_dir, self.model_name)
+        version = int(meta.get("format_version", 1))
+        if version < FORMAT_VERSION:
+            cls = get_model_class(self.model_name)
+            model_state, ema_state = cls.migrate_state_dict(model_state, version), cls.migrate_state_dict(ema_state, version)
+        return step_dir, meta, model_state, ema_state
 
     def has_checkpoint(self) -> bool:
         return ckpt.resolve(self.checkpoints, "latest", must_exist=False) is not None

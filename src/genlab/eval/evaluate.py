@@ -2,7 +2,7 @@
 
     genlab.evaluate("runs/ddpm-mnist", n=10_000)                   # samples (timed), then measures
     genlab.evaluate("samples.npz", data="mnist")                    # any images, from any tool
-    evaluate_steps("runs/ddpm-mnist", steps=[20, 50, 250], sampler="ddim")
+    evaluate_steps("runs/ddpm-mnist", steps=[20, 50, 250], sampler=...)  # quality against sampler steps
 
 Each evaluation is one entry: the protocol, the feature network (with its held-out accuracy), the scores,
 the class histograms, memorisation, likelihood, speed and the seconds each part took. Entries are appended
@@ -85,7 +85,8 @@ def open_source(source) -> tuple[str, Run | None, Path | None]:
 
 
 def read_images(folder: str | Path, shape: tuple[int, ...]) -> tuple[list[str], torch.Tensor]:
-    """Every image file under `folder` (sorted names), converted to `shape` (C, S, S), in [-1, 1].
+    """Every image file under `folder` (sorted names), or the one file it names, converted to `shape` (C, S, S),
+    in [-1, 1].
 
     Colour mode and size follow `shape`: many tools write grayscale samples as RGB files (torchvision's
     save_image does), so a folder is read the way the data is. Arrays get no such conversion: there a
@@ -97,7 +98,10 @@ def read_images(folder: str | Path, shape: tuple[int, ...]) -> tuple[list[str], 
     from ..data.images import IMAGE_SUFFIXES
 
     root = Path(folder).expanduser()
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    if root.is_file():
+        files, root = [root], root.parent
+    else:
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
     if not files:
         raise EvalInputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under '{root}'")
     mode = "L" if shape[0] == 1 else "RGB"
@@ -203,7 +207,7 @@ def evaluate(source: str | Path | Run | torch.Tensor, data: str | None = None, *
         data: the dataset to compare with (default: the run's own).
         n: number of samples (default 10,000 for runs; all of them for arrays and folders).
         steps: sampler steps (diffusion); see `evaluate_steps` for several.
-        **options: sampler ("ddpm", "ddim"), eta, guidance, seed (0), batch_size (500), checkpoint ("latest"),
+        **options: sampler (one the model has), eta, guidance, seed (0), batch_size (500), checkpoint ("latest"),
             labels (tensor of requested classes for arrays), data_dir, features ("auto" or a local Inception
             weights file), reference ("train" or "val"), reference_size (10,000), k (5), kid_subsets (100),
             kid_subset_size (1000), likelihood (True), likelihood_n (1000), memorization (True),
