@@ -402,3 +402,15 @@ def test_metrics_rows_and_sample_grids(data, model_name, condition, train_tiny, 
     info = run.info()
     assert info["step"] == 4 and info["status"] == "finished" and info["world_size"] == 1
     assert info["effective_batch_size"] == 16 and info["last_losses"][loss_key] == rows[-1][loss_key]
+
+
+def test_each_run_gets_its_own_log_file_even_when_an_earlier_one_is_gone(tmp_path):
+    from genlab.train.trainer import _logger
+
+    first, second = tmp_path / "a" / "log.txt", tmp_path / "b" / "log.txt"
+    first.parent.mkdir(), second.parent.mkdir()
+    _logger(first).info("one")
+    first.unlink()
+    _logger(second).info("two")
+    _logger(first).info("three")  # same path again after its file was deleted: a fresh file, not a lost line
+    assert "two" in second.read_text() and "three" in first.read_text() and "one" not in second.read_text()

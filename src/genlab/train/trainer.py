@@ -424,11 +424,19 @@ def _device(name: str) -> torch.device:
 
 
 def _logger(path: Path | None) -> logging.Logger:
-    log = logging.getLogger(f"genlab.train.{id(path)}")
+    """The run's log. Keyed by the file itself (not by object id, which Python reuses), and re-pointed
+    when a handler left by an earlier trainer writes somewhere else or to a file since deleted."""
+    target = str(Path(path).resolve()) if path is not None else None
+    log = logging.getLogger(f"genlab.train.{target}" if target else "genlab.train.silent")
     log.setLevel(logging.INFO)
     log.propagate = False
-    if path is not None and not log.handlers:
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(handler)
+    if target is not None:
+        current = [h for h in log.handlers if isinstance(h, logging.FileHandler)]
+        if not (current and current[0].baseFilename == target and Path(target).exists()):
+            for h in current:
+                log.removeHandler(h)
+                h.close()
+            handler = logging.FileHandler(target)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            log.addHandler(handler)
     return log
