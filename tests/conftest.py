@@ -16,6 +16,7 @@ import pytest
 import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the CLI and torchrun subprocesses
+os.environ["GENLAB_COMPILE"] = "0"  # compilation takes seconds to minutes: only tests that ask for it compile
 torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 import genlab
 from genlab.api import load_run_data
 from genlab.errors import ArgumentError
+from genlab.precision import autocast
 from genlab.train import checkpoint as ckpt
 from genlab.train.trainer import step_seed
 
@@ -66,8 +67,8 @@ def test_two_process_run_matches_the_single_process_layout(genlab_cli, tmp_path)
         batch = data.train_batch(0, BATCH, seed=0, rank=rank, world_size=2)
         shards.append(batch["x"])
         generator = torch.Generator().manual_seed(step_seed(0, 0, rank))
-        with torch.no_grad():
-            logs = model.training_loss(batch, "discriminator", 0, generator).logs
+        with torch.no_grad(), autocast(torch.device("cpu"), genlab.load(out).info()["precision"]):
+            logs = model.training_loss(batch, "discriminator", 0, generator).logs  # in the run's precision
         per_rank.append({k: float(v) for k, v in logs.items()})
     assert not torch.equal(shards[0], shards[1]), "both processes train on the same items"
     for key in ("d_loss", "d_real", "d_fake"):

@@ -125,7 +125,7 @@ class TestContract:
         trainer.fit(steps=2)
         expected = trainer.ema.model.sample(6, generator=gen(7))
         run = Run(tmp_path / "run")
-        assert torch.equal(run.sample(6, seed=7), expected)
+        assert torch.equal(run.sample(6, seed=7, precision="fp32"), expected)  # model.sample alone runs in fp32
         assert torch.equal(run.sample(6, seed=7, batch_size=4)[:4], run.sample(4, seed=7))
         loaded = run.load_model(ema=False)
         assert loaded.checkpoint_step == 2 and not loaded.training

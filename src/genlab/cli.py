@@ -69,6 +69,8 @@ def train_cmd(
     init_from: Optional[str] = typer.Option(None, help="start from this run's weights (fine-tuning)"),
     nproc: int = typer.Option(1, help="data-parallel processes (runs itself under torchrun)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (default: where measured to pay)"),
 ) -> None:
     """Train a model, or resume a run. Ctrl-C saves a checkpoint first."""
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -77,7 +79,8 @@ def train_cmd(
 
     options = {k: v for k, v in dict(data_dir=data_dir, download=download or None, image_size=image_size,
                                      batch_size=batch_size, lr=lr, seed=seed, device=device, sample_every=sample_every,
-                                     checkpoint_every=checkpoint_every, eval_every=eval_every).items() if v is not None}
+                                     checkpoint_every=checkpoint_every, eval_every=eval_every, precision=precision,
+                                     compile=compile_).items() if v is not None}
     evaluator, best_key = None, None
     if eval_every:
         from .eval.training import make_training_evaluator, planned_train_config
@@ -90,8 +93,10 @@ def train_cmd(
     if int(os.environ.get("RANK", "0")) != 0:
         return
     info = result.run.info()
+    compiled = f", compiled in {info['compile_seconds']:.0f} s" if info.get("compile_seconds") else ""
     typer.echo(f"{result.status}: {result.run.path} at step {result.step} "
-               f"({result.train_seconds / 60:.1f} min training, effective batch {info['effective_batch_size']}; "
+               f"({result.train_seconds / 60:.1f} min training in {info['precision']}{compiled}, "
+               f"effective batch {info['effective_batch_size']}; "
                f"{info['overhead_seconds'] / 60:.1f} min previews, evaluations and checkpoints, not counted)")
     if result.status == "interrupted":
         typer.echo(f"checkpoint saved; continue with: genlab train --resume {result.run.path} --minutes M")
@@ -111,7 +116,8 @@ def _relaunch_with_torchrun(nproc: int) -> int:
 
 
 def _sample_and_write(run: str, n: int, out: str, seed: int, checkpoint: str, batch_size: int,
-                      device: Optional[str], options: dict, input_role: Optional[str] = None, **given) -> None:
+                      device: Optional[str], options: dict, input_role: Optional[str] = None,
+                      precision: str = "auto", compile_: Optional[bool] = None, **given) -> None:
     """The one sampling route behind `sample` and the named commands: conditions, sample, write."""
     from .api import load
     from .conditions import build_conditions
@@ -121,11 +127,13 @@ def _sample_and_write(run: str, n: int, out: str, seed: int, checkpoint: str, ba
     model = r.load_model(checkpoint, device=device)
     conditions, n = build_conditions(r, model, n, input_role=input_role, **given)
     start = time.perf_counter()
+    report: dict = {}
     x = r.sample(n, conditions, seed=seed, batch_size=batch_size, checkpoint=checkpoint, device=device,
-                 progress=True, **options)
+                 progress=True, precision=precision, compile=compile_, report=report, **options)
     seconds = time.perf_counter() - start
     path = save_samples(x, out, model.output_kind, labels=conditions.get("label"), context=r.output_context())
-    typer.echo(f"wrote {n} samples to {path} ({n / seconds:.1f} samples/s, {seconds:.1f} s)")
+    how = report["precision"] + (f", compiled in {report['compile_seconds']:.1f} s" if "compile_seconds" in report else "")
+    typer.echo(f"wrote {n} samples to {path} ({n / seconds:.1f} samples/s, {seconds:.1f} s, {how})")
 
 
 def _sampler_options(sampler, steps, eta, guidance) -> dict:
@@ -154,10 +162,12 @@ def sample_cmd(
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
     batch_size: int = typer.Option(500, help="samples per forward batch"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+    precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (default: where measured to pay)"),
 ) -> None:
     """Sample from a trained run, optionally under conditions, into a file for viewing or evaluation."""
     _sample_and_write(run, n, out, seed, checkpoint, batch_size, device, _sampler_options(sampler, steps, eta, guidance),
-                      classes=classes, prompt=prompt, input=input, mask=mask)
+                      precision=precision, compile_=compile_, classes=classes, prompt=prompt, input=input, mask=mask)
 
 
 def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -> None:
@@ -170,11 +180,13 @@ def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -
         steps: Optional[int] = typer.Option(None, help="sampler steps"),
         checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
         device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+        precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
     ) -> None:
         if needs_mask and mask is None:
             fail(f"`genlab {name}` needs --mask FILE (white where the input is kept)")
         options = {"steps": steps} if steps is not None else {}
-        _sample_and_write(run, 1, out, seed, checkpoint, 500, device, options, input_role=role, input=input, mask=mask)
+        _sample_and_write(run, 1, out, seed, checkpoint, 500, device, options, input_role=role, input=input, mask=mask,
+                          precision=precision)
 
     command.__doc__ = doc
     app.command(name)(command)
@@ -209,6 +221,9 @@ def info_cmd(run: str = typer.Argument(..., help="run directory"),
         typer.echo(f"init from  {info['init_from']['path']} ({info['init_from']['checkpoint']})")
     typer.echo(f"status     {info['status']}  step {info['step']}  {info['train_seconds'] / 60:.1f} min")
     typer.echo(f"batch      {info['effective_batch_size']} effective ({info['world_size']} process(es))")
+    if info["precision"]:
+        compiled = f", compiled ({info['compile_seconds']:.0f} s)" if info.get("compile_seconds") else ""
+        typer.echo(f"precision  {info['precision']}{compiled}  (asked: {info['train']['precision']})")
     typer.echo(f"checkpoint {info['checkpoint']}")
     typer.echo("losses     " + "  ".join(f"{k}={v:.4g}" for k, v in info["last_losses"].items() if isinstance(v, (int, float))))
     typer.echo("model config " + json.dumps(info["model_config"]))
@@ -263,6 +278,8 @@ def eval_cmd(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
     write: bool = typer.Option(True, help="append the result to eval.json"),
     as_json: bool = typer.Option(False, "--json", help="print the eval.json entry"),
+    precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the sampling networks (default: where measured to pay)"),
 ) -> None:
     """Measure quality, diversity, coverage, memorisation, likelihood and speed; print a table."""
     from .eval.evaluate import evaluate_steps, summary
@@ -272,7 +289,7 @@ def eval_cmd(
                              features=features, reference=reference, reference_size=reference_size, k=k,
                              kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, likelihood=likelihood,
                              likelihood_n=likelihood_n, memorization=memorization, device=device, write=write,
-                             progress=not as_json)
+                             progress=not as_json, precision=precision, compile=compile_)
     typer.echo(json.dumps(entries[0] if len(entries) == 1 else entries, indent=1) if as_json else summary(entries))
 
 

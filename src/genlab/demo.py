@@ -22,8 +22,8 @@ DEMO_MODELS = ("vae", "dcgan", "ddpm")
 
 
 def time_sampling(run: Run, n: int, **options) -> float:
-    """Samples per second for one batch of n after a warm-up batch (same seed, inference mode)."""
-    run.sample(min(n, 8), seed=1, **options)  # warm-up: lazy init, allocator, caches
+    """Samples per second for one batch of n after a warm-up batch of the same shape (inference mode)."""
+    run.sample(n, seed=1, batch_size=n, **options)  # warm-up: lazy init, allocator, caches, compilation if any
     start = time.perf_counter()
     run.sample(n, seed=0, batch_size=n, **options)
     return n / (time.perf_counter() - start)

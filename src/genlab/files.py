@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+
+
+def cache_root() -> Path:
+    """Where genlab caches what it can rebuild (features, converted data, compiled kernels): $GENLAB_CACHE or ~/.cache/genlab."""
+    return Path(os.environ.get("GENLAB_CACHE") or Path.home() / ".cache" / "genlab").expanduser()
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:

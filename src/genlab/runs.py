@@ -32,6 +32,7 @@ from .config import from_dict, load_yaml, save_yaml, to_dict
 from .data.base import DataSource, DataSpec
 from .errors import ArgumentError, CheckpointError, GenlabError, RunExistsError
 from .files import file_digest
+from .precision import PRECISIONS
 from .registry import get_model_class
 from .train import checkpoint as ckpt
 
@@ -65,6 +66,8 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations during training (0: never)
     eval_samples: int = 1000
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 where the hardware computes it natively, else fp32 (genlab.precision)
+    compile: bool | None = None  # torch.compile the networks; None: where the model measured that it pays
 
     def resolved(self, model_defaults: dict[str, Any]) -> "TrainConfig":
         base = {"batch_size": 64, "lr": 2e-4, "betas": (0.9, 0.999), "weight_decay": 0.0, "warmup_steps": 100,
@@ -91,6 +94,8 @@ class TrainConfig:
                 raise ArgumentError(f"{flag} cannot be negative, got {value}")
         if self.lr is not None and not self.lr > 0:
             raise ArgumentError(f"--lr must be positive, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ArgumentError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ArgumentError(f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
         return self
@@ -259,12 +264,16 @@ class Run:
     # ------------------------------------------------------------------ using it
     def sample(self, n: int, conditions: Batch | None = None, labels: torch.Tensor | list[int] | None = None,
                seed: int = 0, batch_size: int = 500, checkpoint: str = "latest", device: str | None = None,
-               progress: bool = False, **options: Any) -> torch.Tensor:
+               progress: bool = False, precision: str = "auto", compile: bool | None = None,
+               report: dict[str, Any] | None = None, **options: Any) -> torch.Tensor:
         """n samples (CPU float32, data range) from the EMA weights, in batches, reproducible by `seed`.
 
         Args:
             conditions: named condition tensors with one entry per sample, e.g. {"label": tensor of n ints}.
             labels: shorthand for conditions={"label": labels}.
+            precision: "auto" (bf16 where the hardware has it), "fp32", "bf16" or "fp16".
+            compile: torch.compile the networks first; None: when the job is long enough to pay.
+            report: filled with the precision used and compilation details.
             **options: the model's sampling options (sampler, steps, guidance_scale...).
         """
         from .sampling import sample_in_batches
@@ -277,7 +286,8 @@ class Run:
         model = self.load_model(checkpoint, device=device)
         try:
             return sample_in_batches(model, n, conditions, seed=seed, batch_size=batch_size, options=options,
-                                     progress=f"sampling {self.model_name}" if progress else None)
+                                     progress=f"sampling {self.model_name}" if progress else None,
+                                     precision=precision, compile=compile, report=report)
         except (ValueError, TypeError) as e:  # a model's own refusal (an option or condition it lacks)
             if isinstance(e, GenlabError):
                 raise
@@ -319,6 +329,9 @@ class Run:
             "effective_batch_size": state.get("effective_batch_size"),
             "world_size": state.get("world_size"),
             "status": state.get("status"),
+            "precision": state.get("precision"),  # as resolved on the machine of the last session
+            "compiled": state.get("compiled"),
+            "compile_seconds": state.get("compile_seconds"),
             "last_losses": {k: v for k, v in last.items() if k not in ("step", "time", "samples_per_sec") and not k.startswith("lr")},
         }
 

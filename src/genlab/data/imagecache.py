@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..files import cache_root
 from .base import Dataset, DatasetInfo, LoadOptions, register, split
 from .images import IMAGE_SUFFIXES
 
@@ -31,7 +32,7 @@ DEFAULT_SIZE = 32
 
 def cache_dir() -> Path:
     """Where converted folders live: $GENLAB_CACHE/data, default ~/.cache/genlab/data."""
-    return Path(os.environ.get("GENLAB_CACHE") or Path.home() / ".cache" / "genlab").expanduser() / "data"
+    return cache_root() / "data"
 
 
 def _cache_key(root: Path, files: list[Path], size: int, opts: LoadOptions) -> str:

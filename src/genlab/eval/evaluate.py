@@ -211,7 +211,9 @@ def evaluate(source: str | Path | Run | torch.Tensor, data: str | None = None, *
             labels (tensor of requested classes for arrays), data_dir, features ("auto" or a local Inception
             weights file), reference ("train" or "val"), reference_size (10,000), k (5), kid_subsets (100),
             kid_subset_size (1000), likelihood (True), likelihood_n (1000), memorization (True),
-            device, write (True: append to eval.json), out (where eval.json goes), progress.
+            device, write (True: append to eval.json), out (where eval.json goes), progress,
+            precision ("auto", "fp32", "bf16", "fp16": the sampling network's; measures stay float32),
+            compile (None: where it pays; True/False).
 
     Returns:
         The eval.json entry: {"protocol", "features", "scores", "speed", "likelihood", "memorization",
@@ -227,7 +229,7 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
                    reference_size: int = 10_000, k: int = 5, kid_subsets: int = 100, kid_subset_size: int = 1000,
                    likelihood: bool = True, likelihood_n: int = 1000, memorization: bool = True,
                    device: str | None = None, write: bool = True, out: str | Path | None = None,
-                   progress: bool = False) -> list[dict[str, Any]]:
+                   progress: bool = False, precision: str = "auto", compile: bool | None = None) -> list[dict[str, Any]]:
     """`evaluate` once per entry of `steps` (quality against sampler steps), sharing data and reference."""
     kind, run, path = open_source(source)
     if kind != "run" and any(s is not None for s in steps):
@@ -254,7 +256,8 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
         model_info: dict[str, Any] = {}
         if kind == "run":
             samples, labels_used, speed, sampling, model = _sample_run(run, n or DEFAULT_N, sampler, s, eta, guidance,
-                                                                       seed, batch_size, checkpoint, dev, progress)
+                                                                       seed, batch_size, checkpoint, dev, progress,
+                                                                       precision, compile)
             model_info = {"model": run.model_name, "checkpoint": checkpoint, "checkpoint_step": model.checkpoint_step,
                           "parameters": sum(p.numel() for p in model.parameters()),
                           "train_seconds": run.info()["train_seconds"]}
@@ -298,7 +301,8 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
     return entries
 
 
-def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, checkpoint, device, progress):
+def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, checkpoint, device, progress,
+                precision="auto", compile=None):
     from .speed import timed_sampling
 
     model = run.load_model(checkpoint, device=device)
@@ -316,11 +320,12 @@ def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, ch
     labels = conditions.get("label") if conditions else None
     try:
         samples, speed = timed_sampling(model, n, batch_size=batch_size, seed=seed, conditions=conditions,
-                                        options=options, progress=progress)
+                                        options=options, progress=progress, precision=precision, compile=compile)
     except ValueError as e:  # the model's own message, e.g. a sampler it does not have
         raise GenlabError(f"cannot sample {run.path}: {e}") from None
     sampling = {"sampler": options.get("sampler", "direct"), "steps": options.get("steps", 1),
-                **{k: options[k] for k in ("eta", "guidance_scale") if k in options}}
+                **{k: options[k] for k in ("eta", "guidance_scale") if k in options},
+                "precision": speed["precision"], "compiled": speed["compiled"]}
     return samples, labels, speed, sampling, model
 
 
@@ -439,8 +444,9 @@ def summary(entries: list[dict[str, Any]]) -> str:
         sp = e.get("speed")
         if sp:
             lines.append(f"speed      {tag}{sp['samples_per_sec']:.1f} samples/s, {sp['latency_per_batch_s']:.3f} s per batch "
-                         f"of {sp['batch_size']} on {sp['device']}, {sp['threads']} thread(s), after "
-                         f"{sp['warmup_batches']} warm-up batch")
+                         f"of {sp['batch_size']} on {sp['device']}, {sp['threads']} thread(s), "
+                         f"{sp.get('precision', 'fp32')}{', compiled' if sp.get('compiled') else ''}, after "
+                         f"{sp['warmup_batches']} warm-up batch ({sp.get('warmup_seconds', 0):.1f} s)")
         t = e["timings"]
         lines.append(f"time       {tag}measures {t['measures_total']:.1f} s, sampling excluded ("
                      + ", ".join(f"{k} {v:.1f}" for k, v in t.items() if k != "measures_total") + ")")

@@ -40,14 +40,9 @@ from torch import nn
 from ..data import Dataset
 from ..errors import EvalInputError
 from ..nn.convnets import downsample_plan
-from ..files import file_digest
+from ..files import cache_root, file_digest
 
 FEATURES_VERSION = 1  # bump when the architecture or the training recipe changes: it changes every score
-
-
-def cache_root() -> Path:
-    """Where genlab caches feature networks and reference statistics: $GENLAB_CACHE or ~/.cache/genlab."""
-    return Path(os.environ.get("GENLAB_CACHE") or Path.home() / ".cache" / "genlab").expanduser()
 
 
 def fingerprint(*tensors: torch.Tensor | None) -> str:

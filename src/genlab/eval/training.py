@@ -65,7 +65,9 @@ def make_training_evaluator(train_config: TrainConfig, *, features: str = "auto"
         was_training = model.training
         model.eval()
         try:
-            samples, speed = timed_sampling(model, n, seed=seed, conditions=conditions, options=options, warmup=0)
+            # the training run's precision; never compiled, since the EMA weights keep changing
+            samples, speed = timed_sampling(model, n, seed=seed, conditions=conditions, options=options, warmup=0,
+                                            precision=train_config.precision, compile=False)
         finally:
             model.train(was_training)
         result = measure(samples, state["dataset"], state["extractor"], state["reference"], requested=labels, k=k,

@@ -60,6 +60,12 @@ class GenerativeModel(nn.Module, abc.ABC):
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")
     # config fields that name another run (its path); see genlab.runs.references
     references: ClassVar[tuple[str, ...]] = ()
+    # when torch.compile pays for its compile time, per device type, as measured by benchmarks/speed.py:
+    # "sample": from this many network calls in one sampling job; "train": from this many minutes of
+    # training (a --steps budget never compiles by default). Unlisted: not compiled unless asked.
+    compile_pays_after: ClassVar[dict[str, dict[str, int]]] = {"train": {}, "sample": {}}
+    # convolutional networks whose sampling runs faster with channels-last tensors (oneDNN's layout)
+    prefers_channels_last: ClassVar[bool] = False
 
     def __init__(self, config: Any, spec: DataSpec, conditions: tuple[str, ...] = ()):
         super().__init__()
@@ -154,6 +160,14 @@ class GenerativeModel(nn.Module, abc.ABC):
     def preview_options(self) -> dict[str, Any]:
         """Cheap sampling options for grids and evaluation during training."""
         return self.sample_options()
+
+    def network_calls(self, **options: Any) -> int:
+        """Network evaluations one `sample` call makes with these options (a diffusion sampler's steps)."""
+        return 1
+
+    def compile_targets(self) -> list[nn.Module]:
+        """The networks `--compile` compiles: by default every direct submodule with parameters."""
+        return [m for m in self.children() if any(True for _ in m.parameters())]
 
     def evaluation_conditions(self, n: int) -> Batch | None:
         """Conditions to sample n items under for evaluation: every class equally for label models."""

@@ -1,8 +1,8 @@
 """The one training loop every family shares.
 
 A step runs the model's phases in order (`GenerativeModel.phases`). A phase that is active at this step
-runs `repeats` times: zero its optimizer's gradients, compute the phase's loss (under bf16 autocast on
-CUDA), backpropagate into that optimizer's parameters only, average them across processes, clip, step.
+runs `repeats` times: zero its optimizer's gradients, compute the phase's loss (under the run's precision,
+see genlab.precision), backpropagate into that optimizer's parameters only, average them across processes, clip, step.
 Then the EMA of the modules the model names is updated. Learning rates follow each optimizer's
 schedule, computed on the host from the step number.
 
@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +34,9 @@ from torch import nn
 
 from ..batch import Batch
 from ..data.base import DataSource
+from ..compilation import compile_model, compiled_for, should_compile
 from ..errors import ArgumentError, CheckpointError, TrainingDiverged
+from ..precision import autocast, grad_scaler, resolve_precision
 from ..runs import Run, TrainResult
 from . import checkpoint as ckpt
 from . import distributed
@@ -76,6 +79,10 @@ class Trainer:
         # parameters that some optimizer steps; a phase turns off gradients of the others
         self._stepped = {id(p): p for o in self.optimizers.values() for p in o.params}
         self.ema = EMA(self.model, cfg.ema_decay, self.model.ema_modules())
+        self.precision = resolve_precision(cfg.precision, self.device)
+        # fp16 only: one scaler per optimizer, since phases step their optimizers separately
+        self.scalers = {name: grad_scaler(self.device, self.precision) for name in self.optimizers}
+        self.compile_seconds: float | None = None
         self.evaluator, self.best_key = evaluator, best_key
         self.best_score = math.inf
         self.progress = progress and self.proc.is_main
@@ -99,6 +106,7 @@ class Trainer:
             "train_seconds": self.train_seconds, "overhead_seconds": self.overhead_seconds,
             "best_score": self.best_score,
             "optimizers": {name: o.optimizer.state_dict() for name, o in self.optimizers.items()},
+            "scalers": {name: s.state_dict() for name, s in self.scalers.items() if s.is_enabled()},
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                           "has_gauss": int(has_gauss), "gauss": float(gauss)},
@@ -127,6 +135,9 @@ class Trainer:
         ckpt.load_weights(self.ema.model, ema_state, step_dir)
         for name, opt in self.optimizers.items():
             opt.optimizer.load_state_dict(state["optimizers"][name])
+        for name, scaler_state in state.get("scalers", {}).items():
+            if self.scalers[name].is_enabled():  # a run resumed in fp16 that was in fp16 before
+                self.scalers[name].load_state_dict(scaler_state)
         self.step = int(state["step"])
         self.batches_drawn = int(state["batches_drawn"])
         self.ema.num_updates = int(state["ema_updates"])
@@ -180,15 +191,18 @@ class Trainer:
             for repeat in range(phase.repeats):
                 phase_batch = self.next_batch() if phase.fresh_batch and repeat else batch
                 opt.optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                with autocast(self.device, self.precision):
                     out = self.model.training_loss(phase_batch, phase.name, step, gen)
                 loss = out.loss.float()
                 self._note_finite(loss, step)
-                loss.backward()
+                scaler = self.scalers[phase.optimizer]
+                scaler.scale(loss).backward()
                 distributed.all_reduce_gradients(opt.params, self.proc)
                 if opt.grad_clip:
+                    scaler.unscale_(opt.optimizer)
                     torch.nn.utils.clip_grad_norm_(opt.params, opt.grad_clip)
-                opt.optimizer.step()
+                scaler.step(opt.optimizer)  # a plain step unless fp16 (which skips steps with inf gradients)
+                scaler.update()
                 self._accumulate(out.logs, loss, phase.name)
         if multiple:
             for p in self._stepped.values():
@@ -250,6 +264,11 @@ class Trainer:
             raise ValueError("give a budget: steps (total) or minutes (more)")
         if not self.optimizers:
             return self._fit_without_gradients()
+        compiling = compiled_for(self.model) is None and should_compile(
+            self.cfg.compile, self.model, "train", self.device, minutes if steps is None else 0)
+        if compiling:
+            compile_model(self.model, "train")
+        self._announce(compiling)
         start_step, start_time = self.step, time.monotonic()
         overhead_at_start = self.overhead_seconds
         seconds = minutes * 60 if minutes is not None else math.inf
@@ -268,6 +287,12 @@ class Trainer:
                         break
                 t0 = time.monotonic()
                 self.train_step()
+                if compiling:  # the first step compiles: time it apart (it still counts against --minutes)
+                    compiling = False
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    self.compile_seconds = time.monotonic() - t0
+                    self.log.info("compiled in %.1f s (the first step, included in the training time)", self.compile_seconds)
                 if self.step % self.cfg.log_every == 0 or self.step == 1:
                     logs = self.read_logs()  # the only host sync of the interval; raises on divergence
                     now = time.monotonic()
@@ -355,7 +380,7 @@ class Trainer:
         model.eval()
         gen = torch.Generator(self.device).manual_seed(self._preview_seed)
         conditions = model.evaluation_conditions(n)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with autocast(self.device, self.precision):
             samples = model.sample(n, conditions, generator=gen, **model.preview_options())
         path = self.run.samples_dir / f"step-{self.step:08d}{next(iter(writers(model.output_kind)))}"
         reference = self.data.validation(1000).get("x")
@@ -382,10 +407,23 @@ class Trainer:
         state = {"status": status, "step": self.step if step is None else step, "train_seconds": round(self.train_seconds, 2),
                  "overhead_seconds": round(self.overhead_seconds, 2),
                  "world_size": self.proc.world_size, "batch_size_per_process": self.cfg.batch_size,
-                 "effective_batch_size": self.global_batch, "device": str(self.device)}
+                 "effective_batch_size": self.global_batch, "device": str(self.device),
+                 "precision": self.precision, "compiled": compiled_for(self.model) is not None}
+        if self.compile_seconds is not None:
+            state["compile_seconds"] = round(self.compile_seconds, 1)
         tmp = self.run.path / "train_state.json.tmp"
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.run.path / "train_state.json")
+
+    def _announce(self, compiling: bool) -> None:
+        """Say once how this session computes: device, precision and compilation."""
+        how = f"{self.device}, precision {self.precision}"
+        if self.cfg.precision == "auto":
+            how += " (auto: " + ("native bf16 here)" if self.precision == "bf16" else "no native bf16 here)")
+        how += ", compiled" if compiling or compiled_for(self.model) else ""
+        self.log.info("training on %s", how)
+        if self.progress:
+            print(f"training on {how}", file=sys.stderr, flush=True)
 
     def _progress_bar(self, steps, seconds, start_step):
         if not self.progress:

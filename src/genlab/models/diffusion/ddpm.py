@@ -112,6 +112,11 @@ class DDPM(GenerativeModel):
         steps = self.config.num_timesteps if sampler == "ddpm" else self.config.sampling_steps
         return {"sampler": sampler, "steps": steps, **{k: v for k, v in given.items() if v is not None}}
 
+    def network_calls(self, **options: Any) -> int:
+        opts = self.sample_options(**options)
+        steps = self.config.num_timesteps if opts["sampler"] == "ddpm" else opts["steps"]
+        return steps * (2 if opts.get("guidance_scale", 1.0) != 1.0 else 1)
+
     def preview_options(self) -> dict[str, Any]:
         # DDIM with at most 50 steps: a grid every few hundred steps must not cost a thousand network calls
         return {"sampler": "ddim", "steps": min(50, self.config.num_timesteps)}
@@ -139,11 +144,11 @@ class DDPM(GenerativeModel):
 
     def _denoiser(self, labels, guidance_scale):
         if labels is None or guidance_scale == 1.0:
-            return lambda x, t: self(x, t, labels)
+            return lambda x, t: self(x, t, labels).float()  # the sampler's maths stay float32 under autocast
         null = torch.full_like(labels, self.num_classes)
 
         def guided(x, t):  # classifier-free guidance: one batched call for both predictions
-            eps_c, eps_u = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+            eps_c, eps_u = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).float().chunk(2)
             return eps_u + guidance_scale * (eps_c - eps_u)
 
         return guided

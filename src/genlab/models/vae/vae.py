@@ -66,13 +66,13 @@ class VAE(GenerativeModel):
         return {k: v for k, v in state.items() if k != "updates"}
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_var = self.encoder(x).chunk(2, dim=1)  # (B, z) each
+        mean, log_var = self.encoder(x).float().chunk(2, dim=1)  # (B, z) each, float32 under any autocast
         return mean, log_var.clamp(-12, 8)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.label_embedding is not None and labels is not None:
             z = z + self.label_embedding(labels)
-        return self.decoder(z)
+        return self.decoder(z).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction through the posterior mean."""
