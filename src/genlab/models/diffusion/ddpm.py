@@ -123,7 +123,8 @@ class DDPM(GenerativeModel):
 
     def sampling_presets(self) -> dict[str, dict[str, Any]]:
         return {f"ancestral {self.config.num_timesteps} steps": {"sampler": "ddpm"},
-                "DDIM 50 steps": {"sampler": "ddim", "steps": min(50, self.config.num_timesteps)}}
+                "DDIM 50 steps": {"sampler": "ddim", "steps": min(50, self.config.num_timesteps)},
+                "DDIM 20 steps": {"sampler": "ddim", "steps": min(20, self.config.num_timesteps)}}
 
     @torch.inference_mode()
     def sample(self, n, conditions=None, generator=None, sampler: str | None = None, steps: int | None = None,
