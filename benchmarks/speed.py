@@ -47,6 +47,7 @@ def _modes(text: str) -> list[str]:
 def train_rate(name: str, args, mode: str, out: str, steps: int | None = None) -> tuple[float, dict]:
     """Steady-state steps/s of `seconds` of training (or of `steps`) in `mode`, and the run's info."""
     precision, compile_ = MODES[mode]
+    torch._dynamo.reset()  # compiled code is cached per function across instances: start each mode clean
     budget = {"steps": steps} if steps else {"minutes": args.seconds / 60}
     run = genlab.train(name, args.data, out=out, **budget, data_dir=args.data_dir, progress=False,
                        sample_every=0, checkpoint_every=0, log_every=10, overwrite=True, precision=precision,
@@ -58,22 +59,34 @@ def train_rate(name: str, args, mode: str, out: str, steps: int | None = None) -
 
 
 def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int) -> list[tuple[str, str, float, float]]:
-    """(mode, preset, samples/s, warm-up seconds) for each mode and sampling preset of the run's model."""
+    """(mode, preset, samples/s, warm-up seconds) for each mode and sampling preset of the run's model.
+
+    Each preset is warmed up (allocations, and the compilation in compiled modes) with one batch of the
+    same shape drawn with the model's cheap preview options, then one batch is timed.
+    """
+    from genlab.compilation import compile_model
     from genlab.eval.speed import timed_sampling
+    from genlab.sampling import sample_in_batches
 
     rows = []
     for mode in modes:
         precision, compile_ = MODES[mode]
+        torch._dynamo.reset()
         run = Run(run.path)  # a fresh model per mode: compiled models stay compiled
         model = run.load_model()
-        presets = model.sampling_presets()
-        for preset, options in presets.items():
+        if compile_:
+            compile_model(model, "sample")
+        for preset, options in model.sampling_presets().items():
             options = model.sample_options(**options)
             batch = long_chain_batch if model.network_calls(**options) >= 200 else n
             conditions = model.evaluation_conditions(batch)
+            start = time.perf_counter()
+            sample_in_batches(model, batch, conditions, batch_size=batch, options=model.preview_options(),
+                              precision=precision)
+            warm = time.perf_counter() - start
             _, speed = timed_sampling(model, batch, batch_size=batch, conditions=conditions, options=options,
-                                      precision=precision, compile=compile_)
-            rows.append((mode, f"{preset} (batch {batch})", speed["samples_per_sec"], speed["warmup_seconds"]))
+                                      precision=precision, warmup=0)
+            rows.append((mode, f"{preset} (batch {batch})", speed["samples_per_sec"], warm))
     return rows
 
 

@@ -69,7 +69,7 @@ def compile_model(model, task: str) -> float:
     use_cache_dir()
     t0 = time.perf_counter()
     options = {"freezing": True} if task == "sample" else None
-    if task == "sample" and model.prefers_channels_last:
+    if task == "sample" and model.prefers_channels_last:  # as Run.load_model does; for models loaded elsewhere
         model.to(memory_format=torch.channels_last)
     for target in model.compile_targets():
         for module in _leaf_targets(target):

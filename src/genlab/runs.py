@@ -245,7 +245,10 @@ class Run:
             model = self.build_model()
             ckpt.load_weights(model, ema_state if ema else model_state, step_dir)
             model.checkpoint_step = meta["step"]
-            self._models[key] = model.to(device).eval()
+            model = model.to(device).eval()
+            if model.prefers_channels_last:  # a model loaded here only samples: its fastest layout
+                model.to(memory_format=torch.channels_last)
+            self._models[key] = model
         return self._models[key]
 
     def load_weights(self, checkpoint: str = "latest") -> tuple[Path, dict, dict, dict]:

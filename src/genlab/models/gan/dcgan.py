@@ -36,6 +36,7 @@ class DCGAN(GenerativeModel):
     config_class = DCGANConfig
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "weight_decay": 0.0, "batch_size": 64,
                       "ema_decay": 0.999, "warmup_steps": 0, "grad_clip": 0.0}
+    prefers_channels_last = True  # sampling batch 500 on a 2-core CPU: 1.5x in bf16, 1.1x in fp32 (measured)
 
     def __init__(self, config: DCGANConfig, spec: DataSpec, conditions: tuple[str, ...] = ()):
         super().__init__(config, spec, conditions)
