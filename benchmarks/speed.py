@@ -58,7 +58,8 @@ def train_rate(name: str, args, mode: str, out: str, steps: int | None = None) -
     return rate, run.info()
 
 
-def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int) -> list[tuple[str, str, float, float]]:
+def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int,
+                   max_calls: int | None = None) -> list[tuple[str, str, float, float]]:
     """(mode, preset, samples/s, warm-up seconds) for each mode and sampling preset of the run's model.
 
     Each preset is warmed up (allocations, and the compilation in compiled modes) with one batch of the
@@ -78,6 +79,8 @@ def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int) ->
             compile_model(model, "sample")
         for preset, options in model.sampling_presets().items():
             options = model.sample_options(**options)
+            if max_calls is not None and model.network_calls(**options) > max_calls:
+                continue
             batch = long_chain_batch if model.network_calls(**options) >= 200 else n
             conditions = model.evaluation_conditions(batch)
             start = time.perf_counter()
@@ -127,7 +130,7 @@ def sampling(args) -> None:
         run = Run(path)
         info = run.info()
         print(f"\n{path} ({run.model_name}, {info['parameters']:,} parameters, step {info['step']})")
-        for mode, preset, rate, warm in sampling_rates(run, modes, args.n, args.long_chain_batch):
+        for mode, preset, rate, warm in sampling_rates(run, modes, args.n, args.long_chain_batch, args.max_calls):
             print(f"  {mode:<14} {preset:<36} {rate:>9.1f} samples/s  warm-up {warm:6.1f} s", flush=True)
 
 
@@ -141,7 +144,8 @@ def quality(args) -> None:
         for precision in ("auto", "fp32"):
             start = time.perf_counter()
             runs[precision] = genlab.train(name, args.data, out=f"{args.out}/{name}-{precision}", minutes=args.minutes,
-                                           data_dir=args.data_dir, precision=precision, overwrite=True, progress=False)
+                                           data_dir=args.data_dir, precision=precision, overwrite=True, progress=False,
+                                           checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
             runs[precision].wall_seconds = time.perf_counter() - start
         for trained, sampled in (("auto", "auto"), ("auto", "fp32"), ("fp32", "fp32")):
             run = runs[trained]
@@ -177,6 +181,7 @@ def main() -> None:
     s.add_argument("--modes", default=",".join(MODES))
     s.add_argument("-n", type=int, default=500)
     s.add_argument("--long-chain-batch", type=int, default=100)
+    s.add_argument("--max-calls", type=int, default=None, help="skip presets with more network calls per sample")
     s.set_defaults(func=sampling)
     q = sub.add_parser("quality", help="--minutes of training with auto and with fp32 precision, then genlab eval")
     q.add_argument("--data", default="mnist")
@@ -185,6 +190,8 @@ def main() -> None:
     q.add_argument("--minutes", type=float, default=10.0)
     q.add_argument("-n", type=int, default=2000, help="samples per evaluation")
     q.add_argument("--out", default="bench-speed")
+    q.add_argument("--checkpoint-every", type=int, default=500)
+    q.add_argument("--keep-checkpoints", type=int, default=2, help="more keeps earlier checkpoints to evaluate")
     q.set_defaults(func=quality)
     args = parser.parse_args()
     args.func(args)

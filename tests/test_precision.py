@@ -156,3 +156,21 @@ def test_spatial_attention_matches_plain_softmax_attention():
     weights = torch.softmax(q.transpose(-1, -2) @ k / (c // 4) ** 0.5, dim=-1)  # (B, heads, HW, HW)
     y = (weights @ v.transpose(-1, -2)).transpose(-1, -2).reshape(b, c, h, w)
     assert torch.allclose(layer(x), x + layer.out(y), atol=1e-5)
+
+
+def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits(train_tiny, monkeypatch):
+    from genlab.sampling import sample_in_batches
+
+    model = train_tiny("vae", steps=2).load_model()
+    original = type(model).sample
+
+    def small_memory(self, n, *args, **kwargs):
+        if n > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, n, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "sample", small_memory)
+    timings: list = []
+    with pytest.warns(UserWarning, match="batches of 5"):
+        x = sample_in_batches(model, 20, batch_size=32, timings=timings)  # 20 -> 10 -> 5
+    assert x.shape[0] == 20 and [m for m, _ in timings] == [5, 5, 5, 5]

@@ -1,13 +1,15 @@
 """The one loop that draws n samples from a model in batches: runs, evaluation, speed and the demo use it.
 
 One generator seeded once, batch after batch, so `Run.sample(n, seed=s)` and an evaluation with seed s
-see the same samples. Conditions are sliced along with the batches. With `timings`, each batch is
+see the same samples. Conditions are sliced along with the batches. A batch that runs out of device
+memory is halved until it fits (and said so), so the default batch of 500 is an upper bound. With `timings`, each batch is
 synchronised before its clock stops, so asynchronous GPU work is counted.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -63,13 +65,24 @@ def sample_in_batches(model, n: int, conditions: Batch | None = None, *, seed: i
 
         bar = tqdm(total=n, desc=progress, unit="sample")
     out = []
-    for start in range(0, n, batch_size):
+    start = 0
+    while start < n:
         m = min(batch_size, n - start)
         drawn = batch_size if static else m  # one shape for a compiled graph: pad, then drop the padding
         cond = {k: _rows(torch.as_tensor(v), start, m, drawn).to(device) for k, v in conditions.items()}
         t0 = time.perf_counter()
-        with autocast(device, resolved):
-            x = model.sample(drawn, cond or None, generator=generator, **options)[:m]
+        try:
+            with autocast(device, resolved):
+                x = model.sample(drawn, cond or None, generator=generator, **options)[:m]
+        except torch.OutOfMemoryError:
+            if drawn == 1:
+                raise
+            # the largest batch that fits: halve and retry (the samples then differ from an unhalved run's)
+            batch_size = max(1, drawn // 2)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            warnings.warn(f"out of memory at a batch of {drawn}: sampling in batches of {batch_size}", stacklevel=2)
+            continue
         if timings is not None or compile_seconds is not None:
             _sync(device)
             elapsed = time.perf_counter() - t0
@@ -78,6 +91,7 @@ def sample_in_batches(model, n: int, conditions: Batch | None = None, *, seed: i
             if compile_seconds is not None and start == 0:
                 compile_seconds += elapsed  # the first call compiles: its time is the compile cost (and one batch)
         out.append((x.float() if x.is_floating_point() else x).cpu())  # token ids stay integers
+        start += m
         if bar:
             bar.update(m)
     if bar:
