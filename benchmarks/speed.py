@@ -100,6 +100,9 @@ def throughput(args) -> None:
     for name in args.models.split(","):
         if name not in model_names():
             raise SystemExit(f"unknown model '{name}'; registered: {', '.join(model_names())}")
+        if get_model_class(name).references:
+            print(f"\n{name}: skipped (it trains on another run: {', '.join(get_model_class(name).references)})")
+            continue
         print(f"\n{name}")
         print(f"  {'mode':<14} {'steps/s':>8} {'range':>13} {'samples/s':>10} {'first step s':>12}")
         with tempfile.TemporaryDirectory() as tmp:
@@ -138,7 +141,7 @@ def quality(args) -> None:
     """Train with auto and with fp32; evaluate auto-trained runs sampled both ways, fp32 runs in fp32."""
     results = []
     for name in args.models.split(","):
-        if "image" not in get_model_class(name).data_kinds:
+        if "image" not in get_model_class(name).data_kinds or get_model_class(name).references:
             continue
         runs = {}
         for precision in ("auto", "fp32"):

@@ -27,6 +27,11 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "vae": {"latent_dim": 4, "base_channels": 8, "mlp_hidden": 32},
     "dcgan": {"latent_dim": 8, "generator_channels": 8, "discriminator_channels": 8, "mlp_hidden": 32},
     "ddpm": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 10, "mlp_hidden": 32},
+    "flow-matching": {"base_channels": 8, "sampling_steps": 4, "mlp_hidden": 32},
+    "autoencoder": {"base_channels": 8, "latent_channels": 2, "downsample": 1},
+    # its `autoencoder` run is filled in by tiny_config: a tiny autoencoder trained once per session
+    "latent-diffusion": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 4, "latent_channels": 2,
+                         "latent_factor": 2},
 }
 
 # Trainer settings for tests: small batches, no warm-up, a metrics line every step, no previews or
@@ -37,10 +42,39 @@ TINY_TRAIN_OPTIONS: dict[str, Any] = {
 
 
 def tiny_config(model: str, **changes: Any) -> dict[str, Any]:
-    """The tiny config of a registered model as a dict (for `model_config=`), with `changes` applied."""
+    """The tiny config of a registered model as a dict (for `model_config=`), with `changes` applied.
+
+    A model that uses other runs (`references`) gets tiny runs of the models they name, trained once.
+    """
     if model not in TINY_MODEL_CONFIGS:
         raise KeyError(f"model '{model}' has no tiny test config: add one to TINY_MODEL_CONFIGS in tests/conftest.py")
-    return {**TINY_MODEL_CONFIGS[model], **changes}
+    config = {**TINY_MODEL_CONFIGS[model]}
+    from genlab.registry import get_model_class
+
+    for name in get_model_class(model).references:
+        if name not in changes:
+            config[name] = str(tiny_reference_run(name))
+    return {**config, **changes}
+
+
+_REFERENCE_RUNS: dict[str, Path] = {}
+
+
+def tiny_reference_run(model: str) -> Path:
+    """A tiny run of `model` on digits, trained once per test session (for models that reference one)."""
+    if model not in _REFERENCE_RUNS:
+        import atexit
+        import shutil
+        import tempfile
+
+        import genlab
+
+        root = Path(tempfile.mkdtemp(prefix="genlab-reference-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        genlab.train(model, "digits", out=root / model, steps=3, model_config=tiny_config(model), progress=False,
+                     **TINY_TRAIN_OPTIONS)
+        _REFERENCE_RUNS[model] = root / model
+    return _REFERENCE_RUNS[model]
 
 
 def tiny_set_args(model: str, **changes: Any) -> list[str]:

@@ -17,8 +17,8 @@ def test_demo_writes_a_self_contained_report(tmp_path):
     for r in rows:
         assert r["steps"] > 0 and r["parameters"] > 1000
         assert all(v > 0 for v in r["samples_per_sec"].values())
-    # diffusion is timed with its full chain and with DDIM
-    assert set(rows[2]["samples_per_sec"]) == {"ancestral 1000 steps", "DDIM 50 steps", "DDIM 20 steps"}
-    # every picture is embedded, none linked: 3 model grids + 2 DDIM grids (50 and 20 steps) + the curves
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 6
+    # diffusion is timed with its full chain, with DDIM and with DPM-Solver++
+    assert set(rows[2]["samples_per_sec"]) == {"ancestral 1000 steps", "DDIM 50 steps", "DDIM 20 steps", "DPM++ 10 steps"}
+    # every picture is embedded, none linked: 3 model grids + 3 fast-sampler grids (DDIM 50, 20, DPM++ 10) + the curves
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 7
     assert "src=\"/" not in html and "<th>samples/sec</th>" in html

@@ -136,8 +136,9 @@ def _sample_and_write(run: str, n: int, out: str, seed: int, checkpoint: str, ba
     typer.echo(f"wrote {n} samples to {path} ({n / seconds:.1f} samples/s, {seconds:.1f} s, {how})")
 
 
-def _sampler_options(sampler, steps, eta, guidance) -> dict:
-    options = {k: v for k, v in dict(sampler=sampler, steps=steps).items() if v is not None}
+def _sampler_options(sampler, steps, eta, guidance, strength=None, resample=None) -> dict:
+    options = {k: v for k, v in dict(sampler=sampler, steps=steps, strength=strength, resample=resample).items()
+               if v is not None}
     if eta:
         options["eta"] = eta
     if guidance != 1.0:
@@ -155,10 +156,12 @@ def sample_cmd(
     prompt: Optional[str] = typer.Option(None, help="text prompt (runs trained with text)"),
     input: Optional[str] = typer.Option(None, "--input", help="input image(s): file, folder or .npz (source, low-res, context)"),
     mask: Optional[str] = typer.Option(None, help="mask image: white where the input is kept"),
-    sampler: Optional[str] = typer.Option(None, help="sampler of the model (diffusion: ddpm, ddim)"),
+    sampler: Optional[str] = typer.Option(None, help="sampler of the model (diffusion: ddpm, ddim, euler, heun, dpm++)"),
     steps: Optional[int] = typer.Option(None, help="sampler steps"),
     eta: float = typer.Option(0.0, help="DDIM eta (0: deterministic)"),
     guidance: float = typer.Option(1.0, help="classifier-free guidance scale (conditional diffusion)"),
+    strength: Optional[float] = typer.Option(None, help="with --input: share of the noise path redone (img2img; 1 = from noise)"),
+    resample: Optional[int] = typer.Option(None, help="with --input and --mask: passes per step (inpainting; RePaint)"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
     batch_size: int = typer.Option(500, help="samples per forward batch"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
@@ -166,8 +169,9 @@ def sample_cmd(
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (default: where measured to pay)"),
 ) -> None:
     """Sample from a trained run, optionally under conditions, into a file for viewing or evaluation."""
-    _sample_and_write(run, n, out, seed, checkpoint, batch_size, device, _sampler_options(sampler, steps, eta, guidance),
-                      precision=precision, compile_=compile_, classes=classes, prompt=prompt, input=input, mask=mask)
+    _sample_and_write(run, n, out, seed, checkpoint, batch_size, device,
+                      _sampler_options(sampler, steps, eta, guidance, strength, resample), precision=precision,
+                      compile_=compile_, classes=classes, prompt=prompt, input=input, mask=mask)
 
 
 def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -> None:
@@ -177,14 +181,18 @@ def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -
         mask: Optional[str] = typer.Option(None, help="mask image: white where the input is kept"),
         out: str = typer.Option(f"{name}.png", help="output file (.png grid or .npz)"),
         seed: int = typer.Option(0, help="random seed"),
+        sampler: Optional[str] = typer.Option(None, help="sampler of the model"),
         steps: Optional[int] = typer.Option(None, help="sampler steps"),
+        strength: Optional[float] = typer.Option(None, help="share of the noise path redone (img2img; 1 = from noise)"),
+        resample: Optional[int] = typer.Option(None, help="passes per step (diffusion inpainting; RePaint)"),
+        guidance: float = typer.Option(1.0, help="classifier-free guidance scale"),
         checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
         device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
         precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
     ) -> None:
         if needs_mask and mask is None:
             fail(f"`genlab {name}` needs --mask FILE (white where the input is kept)")
-        options = {"steps": steps} if steps is not None else {}
+        options = _sampler_options(sampler, steps, 0.0, guidance, strength, resample)
         _sample_and_write(run, 1, out, seed, checkpoint, 500, device, options, input_role=role, input=input, mask=mask,
                           precision=precision)
 
@@ -193,10 +201,10 @@ def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -
 
 
 # thin shells over `sample`: any run whose model accepts the condition gets the command
-_named_command("inpaint", "source", True, "Fill the masked-out part of images (runs trained with source + mask).")
+_named_command("inpaint", "source", True, "Fill the masked-out part of images (diffusion runs, or runs trained with source + mask).")
 _named_command("complete", "source", True, "Complete images from the part the mask keeps (e.g. the top half).")
 _named_command("upscale", "low_res", False, "Super-resolve low-resolution images (runs trained with low_res).")
-_named_command("img2img", "source", False, "Turn input images into new ones (runs trained with a source image).")
+_named_command("img2img", "source", False, "Turn input images into new ones (diffusion runs: SDEdit with --strength).")
 _named_command("translate", "source", False, "Translate images to the other domain (two-domain runs).")
 
 
@@ -258,7 +266,7 @@ def eval_cmd(
     data: Optional[str] = typer.Option(None, help="dataset to compare with (default: the run's own)"),
     data_dir: Optional[str] = typer.Option(None, help="directory holding the dataset's files"),
     n: Optional[int] = typer.Option(None, "-n", help="number of samples (default: 10000 for runs, all for files)"),
-    sampler: Optional[str] = typer.Option(None, help="diffusion sampler: ddpm or ddim"),
+    sampler: Optional[str] = typer.Option(None, help="diffusion sampler: ddpm, ddim, euler, heun or dpm++"),
     steps: Optional[str] = typer.Option(None, help="sampler steps; several (20,50,250) give one column each"),
     eta: float = typer.Option(0.0, help="DDIM eta"),
     guidance: float = typer.Option(1.0, help="classifier-free guidance scale"),
@@ -302,7 +310,7 @@ def detect_cmd(
     reference: str = typer.Option("train", help="real split: train or val"),
     epochs: int = typer.Option(5, help="training epochs of the detector"),
     seed: int = typer.Option(0, help="seed of sampling, split and training"),
-    sampler: Optional[str] = typer.Option(None, help="diffusion sampler: ddpm or ddim"),
+    sampler: Optional[str] = typer.Option(None, help="diffusion sampler: ddpm, ddim, euler, heun or dpm++"),
     steps: Optional[int] = typer.Option(None, help="sampler steps"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),

@@ -14,8 +14,9 @@ import torch
 from .batch import CONTEXT, LABEL, LOW_RES, MASK, SOURCE, TEXT, TEXT_MASK, Batch
 from .errors import ArgumentError
 
-# the conditions an --input file can feed, in the order they are tried
-INPUT_ROLES = (SOURCE, LOW_RES, CONTEXT)
+# the conditions an --input file can feed, in the order they are tried: a run that upscales or
+# forecasts does that with its input before anything else (a diffusion run takes a source image too)
+INPUT_ROLES = (LOW_RES, CONTEXT, SOURCE)
 
 
 def parse_classes(classes: str, n: int, num_classes: int, class_names: list[str] | None = None) -> torch.Tensor:
@@ -75,11 +76,12 @@ def build_conditions(run, model, n: int, *, classes: str | None = None, prompt: 
         if role is None or role not in accepted:
             raise ArgumentError(f"this {run.model_name} run takes no input file (its conditions: {had}); "
                                 "drop --input, or use a run trained with one")
-        shape = tuple(model.data_shape) if role == SOURCE else None
-        x = read_items(input, shape or tuple(model.data_shape))
-        if role == LOW_RES and model.spec.extras.get("low_res_size"):
-            size = int(model.spec.extras["low_res_size"])
-            x = _resize(x, (size, size))
+        shape = tuple(model.data_shape)
+        if role == LOW_RES and model.low_res_size:
+            shape = (shape[0], model.low_res_size, model.low_res_size)
+        x = read_items(input, shape)
+        if role == LOW_RES and model.low_res_size:
+            x = _resize(x, shape)  # arrays are read as they are
         conditions[role] = x
         n = len(x)
     if mask is not None:

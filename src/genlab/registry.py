@@ -11,6 +11,9 @@ _MODELS: dict[str, str] = {
     "vae": "genlab.models.vae.vae:VAE",
     "dcgan": "genlab.models.gan.dcgan:DCGAN",
     "ddpm": "genlab.models.diffusion.ddpm:DDPM",
+    "flow-matching": "genlab.models.diffusion.flow_matching:FlowMatching",
+    "autoencoder": "genlab.models.vae.autoencoder:Autoencoder",
+    "latent-diffusion": "genlab.models.diffusion.latent_diffusion:LatentDiffusion",
 }
 
 

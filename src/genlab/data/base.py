@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
-from ..batch import LABEL, X, Batch
+from ..batch import CONDITIONS, LABEL, X, Batch
 from ..errors import ArgumentError, DataError, UnknownNameError
 
 Kind = Literal["image", "points", "tokens", "series", "audio"]
@@ -141,7 +141,8 @@ def epoch_indices(n: int, index: int, batch_size: int, seed: int, rank: int, wor
 
 
 class Dataset(DataSource):
-    """Items held in memory (or memory-mapped): images, points, or any fixed-shape arrays, optional labels.
+    """Items held in memory (or memory-mapped): images, points, or any fixed-shape arrays, optional labels,
+    and optional further per-item tensors (captions: `text` and `text_mask`).
 
     8-bit images stay uint8 (4x smaller than float32) and are decoded to [-1, 1] per batch on the
     device. `x_train`/`x_val` give the decoded float tensors for evaluation.
@@ -149,13 +150,18 @@ class Dataset(DataSource):
 
     def __init__(self, name: str, x_train, y_train: torch.Tensor | None, x_val, y_val: torch.Tensor | None,
                  kind: Kind = "image", class_names: list[str] | None = None, source: str = "",
-                 notes: list[str] | None = None, extras: dict[str, Any] | None = None):
+                 notes: list[str] | None = None, extras: dict[str, Any] | None = None,
+                 items_train: dict[str, torch.Tensor] | None = None, items_val: dict[str, torch.Tensor] | None = None,
+                 assets: dict[str, bytes] | None = None):
         self.name = name
         self.stored_train, self.stored_val = x_train, x_val  # uint8 or float; tensor or np.memmap
         self.y_train, self.y_val = y_train, y_val
+        self.items_train, self.items_val = dict(items_train or {}), dict(items_val or {})
+        self._assets = dict(assets or {})
         self.source = source
         self.notes = list(notes or [])
         conditions = (LABEL,) if class_names and y_train is not None else ()
+        conditions += tuple(k for k in self.items_train if k in CONDITIONS)
         self.spec = DataSpec(kind, tuple(x_train.shape[1:]), len(class_names) if class_names else 0,
                              tuple(class_names) if class_names else None, conditions=conditions,
                              extras=dict(extras or {}))
@@ -195,17 +201,20 @@ class Dataset(DataSource):
             batch = {X: decode(x.to(device, non_blocking=True))}
             if self.y_train is not None:
                 batch[LABEL] = self.y_train[idx].to(device, non_blocking=True)
+            batch.update({k: v[idx].to(device, non_blocking=True) for k, v in self.items_train.items()})
             return batch
         key = str(device)
         if key not in self._on_device:  # the whole (compact) training set lives on the device once
             y = self.y_train.to(device) if self.y_train is not None else None
-            self._on_device[key] = (self.stored_train.to(device), y)
-        x_all, y_all = self._on_device[key]
+            items = {k: v.to(device) for k, v in self.items_train.items()}
+            self._on_device[key] = (self.stored_train.to(device), y, items)
+        x_all, y_all, items = self._on_device[key]
         epoch, start = epoch_position(len(x_all), index, batch_size, rank, world_size)
         idx = self._order_on(x_all.device, seed, epoch)[start : start + batch_size]
         batch = {X: decode(x_all[idx])}
         if y_all is not None:
             batch[LABEL] = y_all[idx]
+        batch.update({k: v[idx] for k, v in items.items()})
         return batch
 
     def _order_on(self, device: torch.device, seed: int, epoch: int) -> torch.Tensor:
@@ -220,7 +229,11 @@ class Dataset(DataSource):
         batch = {X: self.x_val[:n]}
         if self.y_val is not None:
             batch[LABEL] = self.y_val[:n]
+        batch.update({k: v[:n] for k, v in self.items_val.items()})
         return batch
+
+    def assets(self) -> dict[str, bytes]:
+        return dict(self._assets)
 
     def describe(self) -> str:
         classes = f", {self.num_classes} classes" if self.num_classes else ", unlabelled"

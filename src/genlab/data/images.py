@@ -29,6 +29,9 @@ KMNIST_NAMES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 # name -> (base URL, class names, {file: md5}); checksums as published by each dataset's authors.
+# handwritten digits carry captions of their measured properties (data/captions.py)
+CAPTIONED = ("mnist",)
+
 IDX_SOURCES = {
     "mnist": (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -90,7 +93,17 @@ def load_digits(name: str, opts: LoadOptions) -> Dataset:
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0 * 2 - 1).unsqueeze(1)  # (1797, 1, 8, 8)
     y = torch.from_numpy(bunch.target.astype(np.int64))
     xt, yt, xv, yv = split(resize(x, opts.image_size), y, opts.val_fraction, opts.seed)
-    return Dataset(name, xt, yt, xv, yv, class_names=DIGIT_NAMES, source="scikit-learn (UCI optical digits), embedded")
+    return Dataset(name, xt, yt, xv, yv, class_names=DIGIT_NAMES, source="scikit-learn (UCI optical digits), embedded",
+                   **_captions(xt, yt, xv, yv, opts))
+
+
+def _captions(xt, yt, xv, yv, opts: LoadOptions) -> dict:
+    """Captions from measured properties ("a small thick seven") for handwritten digits: Dataset arguments."""
+    from .captions import CAPTION_LENGTH, captioned_items, tokenizer
+
+    train, val, assets = captioned_items(xt, yt, xv, yv, opts.assets)
+    return {"items_train": train, "items_val": val, "assets": assets,
+            "extras": {"text_vocab_size": tokenizer().vocab_size, "text_length": CAPTION_LENGTH}}
 
 
 # ---------------------------------------------------------------- IDX: MNIST, Fashion-MNIST, KMNIST
@@ -162,7 +175,9 @@ def load_idx(name: str, opts: LoadOptions) -> Dataset:
         xt, yt, xv, yv = split(x, y, opts.val_fraction, opts.seed)
         notes.append(f"only the {only} split was found in {data_dir}; it was split "
                      f"{1 - opts.val_fraction:.0%}/{opts.val_fraction:.0%} (seed {opts.seed})")
-    return Dataset(name, xt, yt, xv, yv, class_names=class_names, source=f"{data_dir} ({base_url})", notes=notes)
+    captions = _captions(xt, yt, xv, yv, opts) if name in CAPTIONED else {}
+    return Dataset(name, xt, yt, xv, yv, class_names=class_names, source=f"{data_dir} ({base_url})", notes=notes,
+                   **captions)
 
 
 # ---------------------------------------------------------------- CIFAR-10 (python pickle batches)

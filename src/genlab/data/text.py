@@ -84,6 +84,49 @@ class CharTokenizer:
         return json.dumps({"type": "char", "specials": self.specials, "chars": self.chars}).encode()
 
 
+class WordTokenizer:
+    """One id per word of a fixed vocabulary (captions built from a known word list), after the specials.
+
+    Words are split on white space and commas and lower-cased; a word outside the vocabulary is refused
+    with the list of known words, which is what a user typing a prompt needs to see.
+    """
+
+    kind = "word"
+
+    def __init__(self, words: Iterable[str], specials: Iterable[str] = ()):
+        self.specials = list(specials)
+        self.words = sorted(set(words))
+        self._ids = {w: i + len(self.specials) for i, w in enumerate(self.words)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.specials) + len(self.words)
+
+    def token_id(self, special: str) -> int | None:
+        return self.specials.index(special) if special in self.specials else None
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of the words of `text`; an unknown word is refused (ArgumentError)."""
+        words = text.replace(",", " ").lower().split()
+        unknown = [w for w in words if w not in self._ids]
+        if unknown:
+            raise ArgumentError(f"words the tokenizer does not know: {', '.join(unknown)}; it knows: {' '.join(self.words)}")
+        return [self._ids[w] for w in words]
+
+    def encode_array(self, text: str) -> np.ndarray:
+        return np.asarray(self.encode(text), dtype=np.int64)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        n = len(self.specials)
+        return " ".join(self.words[i - n] for i in map(int, ids) if i >= n)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"type": "word", "specials": self.specials, "words": self.words}).encode()
+
+
 class BPETokenizer:
     """Byte-level BPE from HuggingFace `tokenizers`: any text encodes, no unknown tokens."""
 
@@ -129,14 +172,16 @@ class BPETokenizer:
         return self.hf.to_str().encode()
 
 
-Tokenizer = CharTokenizer | BPETokenizer
+Tokenizer = CharTokenizer | WordTokenizer | BPETokenizer
 
 
 def tokenizer_from_json(raw: bytes) -> Tokenizer:
-    """A tokenizer from the bytes `to_json` wrote (ours for char, HuggingFace's own format for bpe)."""
+    """A tokenizer from the bytes `to_json` wrote (ours for char and word, HuggingFace's format for bpe)."""
     d = json.loads(raw)
     if d.get("type") == "char":
         return CharTokenizer(d["chars"], d["specials"])
+    if d.get("type") == "word":
+        return WordTokenizer(d["words"], d["specials"])
     from tokenizers import Tokenizer as HFTokenizer
 
     return BPETokenizer(HFTokenizer.from_str(raw.decode()))

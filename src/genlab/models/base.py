@@ -99,6 +99,12 @@ class GenerativeModel(nn.Module, abc.ABC):
         return self.spec.kind == "image"
 
     @property
+    def low_res_size(self) -> int | None:
+        """The side of the low-resolution images a run trained with `low_res` takes (super-resolution)."""
+        size = self.spec.extras.get("low_res_size")
+        return int(size) if size else None
+
+    @property
     def output_kind(self) -> OutputKind:
         """What `sample` returns; picks the writer and the measures."""
         return self.spec.kind

@@ -33,3 +33,29 @@ class SpatialSelfAttention(nn.Module):
         q, k, v = qkv.permute(1, 0, 2, 4, 3).contiguous()  # (B, heads, HW, C/heads) each
         y = attention(q, k, v)
         return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class SpatialCrossAttention(nn.Module):
+    """Each position of a feature map attends to the tokens of a context (a caption), with a residual.
+
+    As in latent diffusion's UNet (Rombach et al. 2022): queries from the pixels, keys and values from
+    the context; a row whose context is all padding (the "no caption" of classifier-free guidance)
+    adds nothing. The output projection starts at zero so a new block starts as the identity.
+    """
+
+    def __init__(self, channels: int, context_dim: int, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.q(self.norm(x)).reshape(b, self.heads, c // self.heads, h * w).transpose(-1, -2)  # (B, heads, HW, d)
+        k, v = self.kv(context).view(b, context.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, heads, L, d)
+        y = attention(q, k, v, mask)  # (B, heads, HW, d)
+        return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))

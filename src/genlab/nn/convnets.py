@@ -86,3 +86,56 @@ class MLP(nn.Sequential):
             dim = hidden
         layers.append(nn.Linear(dim, out_features))
         super().__init__(*layers)
+
+
+class ResidualConvBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, plus the input (through a 1x1 conv when the width changes)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.GroupNorm(min(8, in_channels), in_channels), nn.SiLU(),
+                                  nn.Conv2d(in_channels, out_channels, 3, padding=1),
+                                  nn.GroupNorm(min(8, out_channels), out_channels), nn.SiLU(),
+                                  nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.body(x)
+
+
+class SpatialEncoder(nn.Module):
+    """(B, C, H, W) -> (B, out_channels, H / 2^stages, W / 2^stages): a fully convolutional encoder whose
+    output keeps a spatial layout (the first stage of latent diffusion, Rombach et al. 2022)."""
+
+    def __init__(self, in_channels: int, base_channels: int, out_channels: int, stages: int):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, base_channels, 3, padding=1)]
+        ch = base_channels
+        for i in range(stages):
+            out = base_channels * 2 ** min(i + 1, 2)
+            layers += [ResidualConvBlock(ch, out), nn.Conv2d(out, out, 3, stride=2, padding=1)]
+            ch = out
+        layers += [ResidualConvBlock(ch, ch), nn.GroupNorm(min(8, ch), ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SpatialDecoder(nn.Module):
+    """(B, in_channels, h, w) -> (B, out_channels, h * 2^stages, w * 2^stages), the mirror of SpatialEncoder."""
+
+    def __init__(self, in_channels: int, base_channels: int, out_channels: int, stages: int):
+        super().__init__()
+        ch = base_channels * 2 ** min(stages, 2)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ch, 3, padding=1), ResidualConvBlock(ch, ch)]
+        for i in reversed(range(stages)):
+            out = base_channels * 2 ** min(i, 2)
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1),
+                       ResidualConvBlock(ch, out)]
+            ch = out
+        layers += [nn.GroupNorm(min(8, ch), ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)

@@ -16,6 +16,13 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
+def drop_labels(labels: torch.Tensor, share: float, null_label: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Labels with about `share` of them replaced by `null_label`, drawn from `generator`: one network then
+    learns both the conditional and the unconditional model that classifier-free guidance mixes."""
+    drop = torch.rand(labels.shape, device=labels.device, generator=generator) < share
+    return torch.where(drop, torch.full_like(labels, null_label), labels)
+
+
 class TimestepEmbedding(nn.Module):
     """Sinusoidal features of t, then an MLP; optionally plus a learned class embedding.
 

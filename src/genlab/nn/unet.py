@@ -5,12 +5,16 @@ Ho et al. 2020 (DDPM) architecture, scaled down; resolutions follow the image si
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SpatialSelfAttention
+from .attention import SpatialCrossAttention, SpatialSelfAttention
 from .embeddings import TimestepEmbedding
+from .transformer import mean_pool
 
 
 class ResBlock(nn.Module):
@@ -34,11 +38,16 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """(x (B, C, H, W), t (B,), labels (B,) | None) -> (B, C, H, W)."""
+    """(x (B, C, H, W), t (B,), labels (B,) | None, context (B, L, D) | None, context_mask (B, L)) -> (B, C, H, W).
+
+    With `context_dim`, every attention level and the middle also cross-attend to a context (caption
+    tokens), and the context's mean over its real tokens joins the time embedding.
+    """
 
     def __init__(self, in_channels: int, image_size: int, base_channels: int = 32,
                  channel_mults: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 1,
-                 attention_levels: tuple[int, ...] = (2,), dropout: float = 0.0, num_classes: int = 0):
+                 attention_levels: tuple[int, ...] = (2,), dropout: float = 0.0, num_classes: int = 0,
+                 context_dim: int = 0, out_channels: int | None = None):
         super().__init__()
         if image_size % 2 ** (len(channel_mults) - 1):
             raise ValueError(
@@ -47,6 +56,14 @@ class UNet(nn.Module):
             )
         emb_dim = base_channels * 4
         self.embed = TimestepEmbedding(base_channels, emb_dim, num_classes)
+        self.context_dim = context_dim
+        self.context_embed = nn.Linear(context_dim, emb_dim) if context_dim else None
+
+        def attention_blocks(ch: int, level_has_attention: bool) -> list[nn.Module]:
+            if not level_has_attention:
+                return [nn.Identity()]
+            return [SpatialSelfAttention(ch)] + ([SpatialCrossAttention(ch, context_dim)] if context_dim else [])
+
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         chans = [base_channels * m for m in channel_mults]
 
@@ -54,8 +71,7 @@ class UNet(nn.Module):
         skips, ch = [base_channels], base_channels
         for level, out in enumerate(chans):
             for _ in range(num_res_blocks):
-                self.down.append(nn.ModuleList([ResBlock(ch, out, emb_dim, dropout),
-                                                SpatialSelfAttention(out) if level in attention_levels else nn.Identity()]))
+                self.down.append(nn.ModuleList([ResBlock(ch, out, emb_dim, dropout), *attention_blocks(out, level in attention_levels)]))
                 ch = out
                 skips.append(ch)
             if level < len(chans) - 1:
@@ -64,6 +80,7 @@ class UNet(nn.Module):
 
         self.mid1 = ResBlock(ch, ch, emb_dim, dropout)
         self.mid_attn = SpatialSelfAttention(ch)
+        self.mid_cross = SpatialCrossAttention(ch, context_dim) if context_dim else None
         self.mid2 = ResBlock(ch, ch, emb_dim, dropout)
 
         self.up = nn.ModuleList()
@@ -71,32 +88,39 @@ class UNet(nn.Module):
             out = chans[level]
             for _ in range(num_res_blocks + 1):
                 self.up.append(nn.ModuleList([ResBlock(ch + skips.pop(), out, emb_dim, dropout),
-                                              SpatialSelfAttention(out) if level in attention_levels else nn.Identity()]))
+                                              *attention_blocks(out, level in attention_levels)]))
                 ch = out
             if level > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)))
 
         self.norm_out = nn.GroupNorm(min(8, ch), ch)
-        self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch, out_channels or in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if (context is None) != (self.context_embed is None):
+            raise ValueError("pass a context exactly when the UNet was built with context_dim")
         emb = self.embed(t, labels)
+        if context is not None:
+            emb = emb + self.context_embed(mean_pool(context, context_mask))
+
+        def block(layer: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
+            h = layer[1](layer[0](h, emb))
+            return layer[2](h, context, context_mask) if len(layer) > 2 else h
+
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:
-            if isinstance(layer, nn.ModuleList):
-                h = layer[1](layer[0](h, emb))
-            else:
-                h = layer(h)  # stride-2 downsample
+            h = block(layer, h) if isinstance(layer, nn.ModuleList) else layer(h)  # or a stride-2 downsample
             hs.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        h = self.mid_attn(self.mid1(h, emb))
+        if self.mid_cross is not None:
+            h = self.mid_cross(h, context, context_mask)
+        h = self.mid2(h, emb)
         for layer in self.up:
-            if isinstance(layer, nn.ModuleList):
-                h = layer[1](layer[0](torch.cat([h, hs.pop()], dim=1), emb))
-            else:
-                h = layer(h)  # upsample
+            h = block(layer, torch.cat([h, hs.pop()], dim=1)) if isinstance(layer, nn.ModuleList) else layer(h)  # or upsample
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
@@ -110,9 +134,55 @@ class MLPDenoiser(nn.Module):
         self.blocks = nn.ModuleList([nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden)) for _ in range(depth)])
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if context is not None:
+            raise ValueError("the point-data denoiser takes no context (captions are for images)")
         emb = self.embed(t, labels)
         h = self.inp(x)
         for block in self.blocks:
             h = h + block(h + emb)
         return self.out(h)
+
+
+class PatchUNet(nn.Module):
+    """UNet on non-overlapping p x p patches: (B, C, H, W) -> (B, C*p*p, H/p, W/p) -> UNet -> back.
+
+    For 28x28 and larger images this cuts the compute of the full-resolution level by 4 at little cost
+    in quality on small images. `extra_channels` are inputs only (a super-resolution model's upsampled
+    low-resolution image, concatenated to x as in SR3): the output has `channels`.
+    """
+
+    def __init__(self, channels: int, image_size: int, patch: int, extra_channels: int = 0, **unet_kwargs):
+        super().__init__()
+        self.patch = patch
+        self.unet = UNet((channels + extra_channels) * patch * patch, image_size // patch,
+                         out_channels=channels * patch * patch, **unet_kwargs)
+
+    def forward(self, x, t, labels=None, context=None, context_mask=None):
+        if self.patch == 1:
+            return self.unet(x, t, labels, context, context_mask)
+        return F.pixel_shuffle(self.unet(F.pixel_unshuffle(x, self.patch), t, labels, context, context_mask), self.patch)
+
+
+def denoising_network(config: Any, data_shape: tuple[int, ...], is_image: bool, num_classes: int,
+                      context_dim: int = 0, extra_channels: int = 0) -> tuple[nn.Module, Any]:
+    """The (x, t, labels, context, context_mask) network of a diffusion or flow model, and its config with
+    the choices filled in.
+
+    `config` has the fields base_channels, channel_mults, num_res_blocks, patch_size, dropout and
+    mlp_hidden; unset channel_mults and patch_size are chosen from the image size.
+    """
+    if not is_image:
+        return MLPDenoiser(data_shape[0], config.mlp_hidden, num_classes=num_classes), config
+    channels, size = data_shape[0], data_shape[-1]
+    patch = config.patch_size or (2 if size >= 28 and size % 2 == 0 else 1)
+    inner = size // patch
+    # halve while the size stays even, at most twice (28 -> 14 -> 7, 32 -> 16 -> 8; a 7x7 latent stays 7x7)
+    levels = 1 + (inner % 2 == 0) + (inner > 16 and inner % 4 == 0)
+    mults = tuple(config.channel_mults or (1, 2, 2)[:levels])
+    config = replace(config, patch_size=patch, channel_mults=mults)
+    net = PatchUNet(channels, size, patch, extra_channels, base_channels=config.base_channels, channel_mults=mults,
+                    num_res_blocks=config.num_res_blocks, attention_levels=(len(mults) - 1,),
+                    dropout=config.dropout, num_classes=num_classes, context_dim=context_dim)
+    return net, config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 
 
@@ -32,6 +33,9 @@ class NoiseSchedule:
         self.sqrt_alpha_bars = self.alpha_bars.sqrt().float()
         self.sqrt_one_minus_alpha_bars = (1 - self.alpha_bars).sqrt().float()
         self.snrs = (self.alpha_bars / (1 - self.alpha_bars)).float()
+        # the same noise levels as sigma = sqrt((1 - ab) / ab), for the ODE samplers (increasing in t)
+        self.sigmas = ((1 - self.alpha_bars) / self.alpha_bars).sqrt()
+        self._log_sigmas = self.sigmas.log().numpy()
         self._copies: dict[tuple[str, str], torch.Tensor] = {}
 
     def on(self, name: str, device: torch.device) -> torch.Tensor:
@@ -41,13 +45,21 @@ class NoiseSchedule:
             self._copies[key] = getattr(self, name).to(device)
         return self._copies[key]
 
+    def timestep_of(self, sigma: float) -> float:
+        """The (fractional) timestep whose noise level is `sigma`, interpolated in log sigma."""
+        return float(np.interp(math.log(sigma), self._log_sigmas, np.arange(self.num_steps)))
+
+    def scales(self, t: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sqrt(ab_t), sqrt(1 - ab_t)) at integer timesteps t, float32, shaped to broadcast over ndim dims."""
+        shape = (-1, *([1] * (ndim - 1)))
+        return (self.on("sqrt_alpha_bars", t.device)[t].view(shape),
+                self.on("sqrt_one_minus_alpha_bars", t.device)[t].view(shape))
+
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at integer timesteps t, float32 on t's device."""
         return self.on("snrs", t.device)[t]
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """q(x_t | x_0): sqrt(ab) x0 + sqrt(1 - ab) noise, computed in float32 whatever x0's dtype."""
-        shape = (-1, *([1] * (x0.dim() - 1)))
-        signal = self.on("sqrt_alpha_bars", x0.device)[t].view(shape)
-        noise_scale = self.on("sqrt_one_minus_alpha_bars", x0.device)[t].view(shape)
+        signal, noise_scale = self.scales(t, x0.dim())
         return (signal * x0.float() + noise_scale * noise.float()).to(x0.dtype)

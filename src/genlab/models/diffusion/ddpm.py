@@ -1,12 +1,12 @@
-"""Denoising diffusion probabilistic model: a noise-predicting network trained on q(x_t | x_0).
+"""Denoising diffusion probabilistic model: a network trained on q(x_t | x_0) to predict the noise,
+the clean image or the velocity.
 
-Ho et al. 2020 (DDPM), cosine schedule from Nichol & Dhariwal 2021, Min-SNR-gamma loss weighting from
-Hang et al. 2023 (it converges several times faster at equal compute, which matters on a CPU), and
-samplers from `genlab.schedulers` (ancestral, DDIM). Optional class conditioning with label dropout so
-the same network can be guided later.
-
-For 28x28 and larger images the UNet works on 2x2 pixel patches (space-to-depth), which cuts the
-compute of the full-resolution level by 4 at little cost in quality on small images.
+Ho et al. 2020 (DDPM, epsilon prediction), v prediction from Salimans & Ho 2022, cosine schedule from
+Nichol & Dhariwal 2021, Min-SNR-gamma loss weighting from Hang et al. 2023 (it converges several times
+faster at equal compute, which matters on a CPU). Sampling goes through `genlab.schedulers`: ancestral
+and DDIM on the discrete timesteps, and Euler, Heun and DPM-Solver++(2M) on Karras sigmas (Karras et al.
+2022), the network reached through one conversion of its prediction. Optional class conditioning with
+label dropout so the same network can be guided (classifier-free guidance, Ho & Salimans 2021).
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ...batch import LABEL, X
+from ...batch import X
 from ...data.base import DataSpec
 from ...errors import ArgumentError
 from ...nn.distributions import discretized_gaussian_log_likelihood, nats_to_bits_per_dim
-from ...nn.unet import MLPDenoiser, UNet
 from ...schedulers import SAMPLERS, NoiseSchedule
-from ..base import GenerativeModel, LossOutput
+from ...schedulers.ode import ODE_SAMPLERS, karras_sigmas
+from ...schedulers.prediction import min_snr_weight, to_x0_and_eps, training_target
+from ..base import LossOutput
+from .base import DiffusionModel
+
+DEFAULT_STEPS = {"ddim": 50, "euler": 20, "heun": 10, "dpm++": 20}
 
 
 @dataclass
@@ -40,85 +42,55 @@ class DDPMConfig:
     # None: min_snr for images (fast convergence), uniform for points (whose fine detail lives at low noise)
     loss_weighting: Literal["uniform", "min_snr"] | None = None
     min_snr_gamma: float = 5.0
-    label_dropout: float = 0.1  # share of items trained without their label (for classifier-free guidance)
-    sampler: Literal["ddpm", "ddim"] = "ddpm"
-    sampling_steps: int = 1000  # for ddim; ddpm always takes num_timesteps
+    label_dropout: float = 0.1  # share of items trained without their label or caption (classifier-free guidance)
+    text_dim: int = 64  # caption encoder width (runs trained with --condition text)
+    text_depth: int = 2
+    low_res_factor: int = 4  # super-resolution runs (--condition low_res): 7x7 -> 28x28 on mnist
+    prediction: Literal["epsilon", "v", "x0"] = "epsilon"
+    sampler: Literal["ddpm", "ddim", "euler", "heun", "dpm++"] = "ddpm"
+    # steps of every sampler but ddpm (which always takes num_timesteps); None: the sampler's own default
+    sampling_steps: int | None = None
     clip_denoised: bool = True
+    # the ODE samplers start at this noise level (EDM's 80: above it an image is pure noise, and the
+    # cosine schedule's last sigma, about 2e4, would spend half the Karras steps there)
+    sigma_max: float = 80.0
+    karras_rho: float = 7.0
 
 
-class PatchUNet(nn.Module):
-    """UNet on non-overlapping p x p patches: (B, C, H, W) -> (B, C*p*p, H/p, W/p) -> UNet -> back."""
-
-    def __init__(self, channels: int, image_size: int, patch: int, **unet_kwargs):
-        super().__init__()
-        self.patch = patch
-        self.unet = UNet(channels * patch * patch, image_size // patch, **unet_kwargs)
-
-    def forward(self, x, t, labels=None):
-        if self.patch == 1:
-            return self.unet(x, t, labels)
-        return F.pixel_shuffle(self.unet(F.pixel_unshuffle(x, self.patch), t, labels), self.patch)
-
-
-class DDPM(GenerativeModel):
-    family = "diffusion"
-    description = "DDPM: UNet noise predictor, cosine schedule, ancestral and DDIM samplers"
+class DDPM(DiffusionModel):
+    description = "DDPM: UNet denoiser (epsilon, v or x0), cosine schedule, ancestral, DDIM, Euler, Heun, DPM++"
     config_class = DDPMConfig
     train_defaults = {"lr": 1e-3, "batch_size": 64, "ema_decay": 0.999, "warmup_steps": 200}
     likelihood = "bound"
-    accepted_conditions = (LABEL,)
-    # a 2-core CPU compiles the UNet for sampling in 15-25 s (warm cache) and saves 15-20% per call at
-    # batch 500: it pays for long jobs only (e.g. 10,000 samples with DDIM 100); training never gained
-    compile_pays_after = {"sample": {"cpu": 2000}, "train": {}}
+    samplers = (*SAMPLERS, *ODE_SAMPLERS)
 
     def __init__(self, config: DDPMConfig, spec: DataSpec, conditions: tuple[str, ...] = ()):
         super().__init__(config, spec, conditions)
-        data_shape = self.data_shape
-        cond_classes = self.num_classes if LABEL in self.conditions else 0
-        if self.is_image:
-            channels, size = data_shape[0], data_shape[-1]
-            patch = config.patch_size or (2 if size >= 28 and size % 2 == 0 else 1)
-            inner = size // patch
-            mults = config.channel_mults or ((1, 2) if inner <= 16 else (1, 2, 2))
-            self.config = config = replace(config, patch_size=patch, channel_mults=tuple(mults))
-            self.net = PatchUNet(channels, size, patch, base_channels=config.base_channels, channel_mults=tuple(mults),
-                                 num_res_blocks=config.num_res_blocks, attention_levels=(len(mults) - 1,),
-                                 dropout=config.dropout, num_classes=cond_classes)
-        else:
-            self.net = MLPDenoiser(data_shape[0], config.mlp_hidden, num_classes=cond_classes)
+        config = self.config
         if config.loss_weighting is None:
             self.config = config = replace(config, loss_weighting="min_snr" if self.is_image else "uniform")
         self.schedule = NoiseSchedule(config.num_timesteps, config.schedule)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x, t, labels)
-
     def training_loss(self, batch, phase, step, generator):
-        x, labels = batch[X], batch.get(LABEL)
+        x = batch[X]
         b = x.shape[0]
         t = torch.randint(0, self.config.num_timesteps, (b,), device=x.device, generator=generator)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x_t = self.schedule.add_noise(x, noise, t)
-        cond = None
-        if LABEL in self.conditions and labels is not None:
-            drop = torch.rand(b, device=x.device, generator=generator) < self.config.label_dropout
-            cond = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
-        per_item = (self(x_t, t, cond).float() - noise.float()).pow(2).flatten(1).mean(1)  # (B,)
+        a, s = self.schedule.scales(t, x.dim())
+        target = training_target(self.config.prediction, x.float(), noise.float(), a, s)
+        per_item = (self(x_t, t, **self.training_conditions(batch, generator)).float() - target).pow(2).flatten(1).mean(1)  # (B,)
         if self.config.loss_weighting == "min_snr":
-            snr = self.schedule.snr(t)
-            per_item = per_item * snr.clamp(max=self.config.min_snr_gamma) / snr
+            per_item = per_item * min_snr_weight(self.config.prediction, self.schedule.snr(t), self.config.min_snr_gamma)
         loss = per_item.mean()
         return LossOutput(loss, {"loss": loss.detach()})
 
-    def sample_options(self, **given: Any) -> dict[str, Any]:
-        sampler = given.get("sampler") or self.config.sampler
-        steps = self.config.num_timesteps if sampler == "ddpm" else self.config.sampling_steps
-        return {"sampler": sampler, "steps": steps, **{k: v for k, v in given.items() if v is not None}}
-
-    def network_calls(self, **options: Any) -> int:
-        opts = self.sample_options(**options)
-        steps = self.config.num_timesteps if opts["sampler"] == "ddpm" else opts["steps"]
-        return steps * (2 if opts.get("guidance_scale", 1.0) != 1.0 else 1)
+    def default_steps(self, sampler: str) -> int:
+        if sampler == "ddpm":
+            return self.config.num_timesteps
+        if self.config.sampling_steps is not None:
+            return self.config.sampling_steps
+        return min(DEFAULT_STEPS.get(sampler, 50), self.config.num_timesteps)
 
     def preview_options(self) -> dict[str, Any]:
         # DDIM with at most 50 steps: a grid every few hundred steps must not cost a thousand network calls
@@ -127,35 +99,44 @@ class DDPM(GenerativeModel):
     def sampling_presets(self) -> dict[str, dict[str, Any]]:
         return {f"ancestral {self.config.num_timesteps} steps": {"sampler": "ddpm"},
                 "DDIM 50 steps": {"sampler": "ddim", "steps": min(50, self.config.num_timesteps)},
-                "DDIM 20 steps": {"sampler": "ddim", "steps": min(20, self.config.num_timesteps)}}
+                "DDIM 20 steps": {"sampler": "ddim", "steps": min(20, self.config.num_timesteps)},
+                "DPM++ 10 steps": {"sampler": "dpm++", "steps": 10}}
 
-    @torch.inference_mode()
-    def sample(self, n, conditions=None, generator=None, sampler: str | None = None, steps: int | None = None,
-               eta: float = 0.0, guidance_scale: float = 1.0, progress=None, **_: Any) -> torch.Tensor:
-        labels = self.check_conditions(n, conditions).get(LABEL)
-        sampler = sampler or self.config.sampler
-        if sampler not in SAMPLERS:
-            raise ArgumentError(f"unknown sampler '{sampler}'; choose from {sorted(SAMPLERS)}")
-        denoise = self._denoiser(labels, guidance_scale)
-        p = next(self.parameters())
-        kwargs = dict(generator=generator, device=p.device, dtype=p.dtype,
-                      clip=1.0 if (self.config.clip_denoised and self.is_image) else None, progress=progress)
-        if sampler == "ddim":
-            kwargs.update(steps=self.config.sampling_steps if steps is None else steps, eta=eta)
-        elif steps not in (None, self.config.num_timesteps):
+    def noise_levels(self, steps: int, strength: float = 1.0) -> list[float]:
+        # Karras sigmas between the schedule's first noise level and its level at `strength`, capped
+        sigma_top = float(self.schedule.sigmas[round(strength * (self.config.num_timesteps - 1))])
+        return karras_sigmas(float(self.schedule.sigmas[0]), min(self.config.sigma_max, sigma_top), steps,
+                             self.config.karras_rho)
+
+    def discrete_sample(self, n, output, sampler, steps, clip, generator, progress, eta: float = 0.0, **_):
+        if sampler == "ddpm" and steps != self.config.num_timesteps:
             raise ArgumentError(f"the ddpm sampler always takes {self.config.num_timesteps} steps; use --sampler ddim --steps {steps}")
-        return SAMPLERS[sampler](denoise, self.schedule, (n, *self.data_shape), **kwargs)
+        kwargs = dict(steps=steps, eta=eta) if sampler == "ddim" else {}
+        return SAMPLERS[sampler](self._noise_prediction(output), self.schedule, (n, *self.diffusion_shape), clip=clip,
+                                 generator=generator, device=self.device, dtype=self.dtype, progress=progress, **kwargs)
 
-    def _denoiser(self, labels, guidance_scale):
-        if labels is None or guidance_scale == 1.0:
-            return lambda x, t: self(x, t, labels).float()  # the sampler's maths stay float32 under autocast
-        null = torch.full_like(labels, self.num_classes)
+    def _noise_prediction(self, output):
+        """(x_t, t) -> predicted noise, whatever the network predicts: what ancestral and DDIM take."""
+        if self.config.prediction == "epsilon":
+            return output
 
-        def guided(x, t):  # classifier-free guidance: one batched call for both predictions
-            eps_c, eps_u = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).float().chunk(2)
-            return eps_u + guidance_scale * (eps_c - eps_u)
+        def eps(x, t):
+            a, s = self.schedule.scales(t, x.dim())
+            return to_x0_and_eps(self.config.prediction, x, output(x, t), a, s)[1]
 
-        return guided
+        return eps
+
+    def denoiser(self, output, n, clip):
+        t_batch = torch.empty(n, device=self.device)
+
+        def denoised(x, sigma):
+            a = (1 + sigma**2) ** -0.5  # x_t = a x on the variance-preserving path, with noise scale sigma a
+            x_t = a * x
+            out = output(x_t, t_batch.fill_(self.schedule.timestep_of(sigma)))  # a fractional timestep
+            x0 = to_x0_and_eps(self.config.prediction, x_t, out, a, sigma * a)[0]
+            return x0.clamp(-clip, clip) if clip else x0
+
+        return denoised
 
     @torch.inference_mode()
     def bits_per_dim(self, batch, generator=None, timesteps: int = 100) -> torch.Tensor:
@@ -172,7 +153,7 @@ class DDPM(GenerativeModel):
         betas = sched.betas.to(x.device)
         x = x.float()
         dims = x[0].numel()
-        cond = batch.get(LABEL) if LABEL in self.conditions else None
+        cond = self._guidance_inputs(batch)[0]
         b = x.shape[0]
         # prior term KL(q(x_T | x_0) || N(0, I))
         abT = ab[-1]
@@ -187,9 +168,8 @@ class DDPM(GenerativeModel):
             t = torch.randint(lo, max(hi, lo + 1), (b,), generator=generator, device=x.device)
             noise = torch.randn(x.shape, generator=generator, device=x.device)
             x_t = sched.add_noise(x, noise, t)
-            eps = self(x_t, t, cond).float()
             a, a_prev, beta = [v.view(-1, *([1] * (x.dim() - 1))) for v in (ab[t], ab[t - 1], betas[t])]
-            x0_hat = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+            x0_hat = to_x0_and_eps(self.config.prediction, x_t, self(x_t, t, **cond).float(), a.sqrt(), (1 - a).sqrt())[0]
             c0 = beta * a_prev.sqrt() / (1 - a)
             var = beta * (1 - a_prev) / (1 - a)
             kl = (c0 * (x - x0_hat)).pow(2) / (2 * var)
@@ -201,6 +181,6 @@ class DDPM(GenerativeModel):
         noise = torch.randn(x.shape, generator=generator, device=x.device)
         x_t = self.schedule.add_noise(x, noise, t)
         a = float(self.schedule.alpha_bars[0])
-        x0_hat = (x_t - (1 - a) ** 0.5 * self(x_t, t, cond).float()) / a**0.5
+        x0_hat = to_x0_and_eps(self.config.prediction, x_t, self(x_t, t, **cond).float(), a**0.5, (1 - a) ** 0.5)[0]
         log_scale = torch.full_like(x0_hat, 0.5 * float(torch.log(self.schedule.betas[0])))
         return -discretized_gaussian_log_likelihood(x, x0_hat, log_scale).flatten(1).sum(1)

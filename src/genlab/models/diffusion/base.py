@@ -1,0 +1,199 @@
+"""What every diffusion and flow model of genlab shares: the denoising network, conditioning on class
+labels and captions with condition dropout, classifier-free guidance, the ODE samplers and editing
+(image-to-image, inpainting), and super-resolution: a run trained with `--condition low_res` learns
+p(x | its own image shrunk `low_res_factor` times), the upsampled low-resolution image concatenated to
+the network's input (SR3, Saharia et al. 2022).
+
+Captions go through a small transformer encoder (`nn.transformer`, Vaswani et al. 2017) whose tokens
+the UNet cross-attends to and whose mean joins the time embedding (GLIDE, Nichol et al. 2022; latent
+diffusion, Rombach et al. 2022).
+
+A subclass says how its time variable maps to noise levels (`noise_levels`) and how its network's
+output becomes an x0 estimate at a noise level (`denoiser`); everything else here is written once.
+The samplers themselves live in `genlab.schedulers` and never see the network.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable
+
+import torch
+
+import torch.nn.functional as F
+
+from ...batch import LABEL, LOW_RES, MASK, SOURCE, TEXT, TEXT_MASK, X
+from ...data.base import DataSpec
+from ...errors import ArgumentError
+from ...nn.embeddings import drop_labels
+from ...nn.transformer import TransformerEncoder
+from ...nn.unet import denoising_network
+from ...schedulers.editing import check_strength, inpaint_sample, strength_start
+from ...schedulers.guidance import classifier_free
+from ...schedulers.ode import ODE_SAMPLERS, Denoised, ode_network_calls
+from ..base import GenerativeModel
+
+NetworkOutput = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> float32 prediction
+
+
+class DiffusionModel(GenerativeModel, abc.ABC):
+    family = "diffusion"
+    accepted_conditions = (LABEL, TEXT, LOW_RES)
+    # every run can edit at sampling: an input alone is image-to-image, an input and a mask inpainting
+    sampling_inputs = (SOURCE, MASK)
+    # a 2-core CPU compiles the UNet for sampling in 15-25 s (warm cache) and saves 15-20% per call at
+    # batch 500: it pays for long jobs only (e.g. 10,000 samples with DDIM 100); training never gained
+    compile_pays_after = {"sample": {"cpu": 2000}, "train": {}}
+    # sampler names this model takes; the ODE samplers are common to all
+    samplers: tuple[str, ...] = tuple(ODE_SAMPLERS)
+
+    def __init__(self, config: Any, spec: DataSpec, conditions: tuple[str, ...] = ()):
+        super().__init__(config, spec, conditions)
+        cond_classes = self.num_classes if LABEL in self.conditions else 0
+        self.text_encoder = None
+        if TEXT in self.conditions:
+            if "text_vocab_size" not in spec.extras or not self.is_image:
+                raise ArgumentError("--condition text needs captioned images (digits, mnist); this data has no captions")
+            self.text_encoder = TransformerEncoder(spec.extras["text_vocab_size"], config.text_dim, config.text_depth,
+                                                   heads=4, max_len=spec.extras["text_length"])
+        extra = 0
+        if LOW_RES in self.conditions:
+            if not self.is_image or self.data_shape[-1] % config.low_res_factor:
+                raise ArgumentError(f"--condition low_res needs images whose side divides by low_res_factor="
+                                    f"{config.low_res_factor}; this data is {self.data_shape}")
+            extra = self.data_shape[0]
+        self.net, self.config = denoising_network(config, self.diffusion_shape, self.is_image, cond_classes,
+                                                  config.text_dim if self.text_encoder is not None else 0, extra)
+
+    @property
+    def low_res_size(self) -> int | None:
+        return self.data_shape[-1] // self.config.low_res_factor if LOW_RES in self.conditions else None
+
+    def shrink(self, x: torch.Tensor) -> torch.Tensor:
+        """The low-resolution version of images x that a super-resolution run learns to undo (area average)."""
+        return F.avg_pool2d(x.float(), self.config.low_res_factor)
+
+    @property
+    def diffusion_shape(self) -> tuple[int, ...]:
+        """The shape of what the diffusion runs over: the data's items, or a latent diffusion's latents."""
+        return self.data_shape
+
+    def network_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The time the network sees for the model's time t (a timestep index, or a flow's t in [0, 1])."""
+        return t
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                text: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
+                low_res: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's prediction at x_t; a model trained with captions and given none sees the null caption."""
+        if LOW_RES in self.conditions:
+            if low_res is None:
+                raise ArgumentError("this run upscales: give the low-resolution images (genlab upscale RUN --input ...)")
+            size = self.data_shape[-1]
+            if low_res.shape[-1] != self.low_res_size:
+                low_res = F.interpolate(low_res.float(), size=(self.low_res_size,) * 2, mode="area")
+            up = F.interpolate(low_res.float(), size=(size, size), mode="bicubic", align_corners=False)
+            x = torch.cat([x, up.to(x.dtype)], dim=1)  # (B, 2C, H, W)
+        context = None
+        if self.text_encoder is not None:
+            if text is None:
+                text = torch.zeros(x.shape[0], self.spec.extras["text_length"], dtype=torch.long, device=x.device)
+                text_mask = torch.zeros_like(text, dtype=torch.bool)
+            text_mask = torch.ones_like(text, dtype=torch.bool) if text_mask is None else text_mask
+            context = self.text_encoder(text, text_mask)  # (B, L, text_dim)
+        return self.net(x, self.network_time(t), labels, context, text_mask if context is not None else None)
+
+    # ------------------------------------------------------------------ what a subclass provides
+    @abc.abstractmethod
+    def noise_levels(self, steps: int, strength: float = 1.0) -> list[float]:
+        """Decreasing sigmas for `steps` ODE steps, from the level `strength` picks (1: pure noise) to 0."""
+
+    @abc.abstractmethod
+    def denoiser(self, output: NetworkOutput, n: int, clip: float | None) -> Denoised:
+        """(x = x0 + sigma eps, sigma) -> x0 estimate, from the network output at the matching time."""
+
+    def default_steps(self, sampler: str) -> int:
+        return self.config.sampling_steps
+
+    # ------------------------------------------------------------------ shared
+    def training_conditions(self, batch, generator) -> dict[str, torch.Tensor]:
+        """The network's condition inputs for a batch, each dropped for `label_dropout` of the items
+        (labels to "no class", captions to no tokens) so one network learns the unconditional model too."""
+        out = {}
+        if LABEL in self.conditions and batch.get(LABEL) is not None:
+            out["labels"] = drop_labels(batch[LABEL], self.config.label_dropout, self.num_classes, generator)
+        if TEXT in self.conditions and batch.get(TEXT) is not None:
+            mask = batch.get(TEXT_MASK, torch.ones_like(batch[TEXT], dtype=torch.bool))
+            kept = torch.rand(mask.shape[0], device=mask.device, generator=generator) >= self.config.label_dropout
+            out["text"], out["text_mask"] = batch[TEXT], mask & kept[:, None]
+        if LOW_RES in self.conditions:
+            out["low_res"] = batch[LOW_RES] if batch.get(LOW_RES) is not None else self.shrink(batch[X])
+        return out
+
+    def _guidance_inputs(self, conditions) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(the network's condition inputs for `conditions`, the same inputs meaning "no condition"), for
+        the conditions this run was trained with."""
+        given, null = {}, {}
+        if LABEL in conditions and LABEL in self.conditions:
+            given["labels"] = conditions[LABEL]
+            null["labels"] = torch.full_like(conditions[LABEL], self.num_classes)
+        if TEXT in conditions and TEXT in self.conditions:
+            text = conditions[TEXT].long()
+            given["text"] = text
+            given["text_mask"] = conditions.get(TEXT_MASK, torch.ones_like(text, dtype=torch.bool)).bool()
+            null["text"], null["text_mask"] = torch.zeros_like(text), torch.zeros_like(given["text_mask"])
+        if LOW_RES in conditions and LOW_RES in self.conditions:
+            given["low_res"] = null["low_res"] = conditions[LOW_RES].float()  # guidance is on the other conditions
+        elif LOW_RES in self.conditions and X in conditions:  # a batch of data: its own images, shrunk
+            given["low_res"] = null["low_res"] = self.shrink(conditions[X])
+        return given, null
+
+    def sample_options(self, **given: Any) -> dict[str, Any]:
+        sampler = given.get("sampler") or self.config.sampler
+        return {"sampler": sampler, "steps": self.default_steps(sampler), **{k: v for k, v in given.items() if v is not None}}
+
+    def network_calls(self, **options: Any) -> int:
+        opts = self.sample_options(**options)
+        sampler, steps = opts["sampler"], opts["steps"]
+        calls = ode_network_calls(sampler, steps) if sampler in ODE_SAMPLERS else steps
+        return calls * (2 if opts.get("guidance_scale", 1.0) != 1.0 else 1)
+
+    def _check_sampler(self, sampler: str) -> None:
+        if sampler not in self.samplers:
+            raise ArgumentError(f"unknown sampler '{sampler}'; choose from {', '.join(self.samplers)}")
+
+    @torch.inference_mode()
+    def sample(self, n, conditions=None, generator=None, sampler: str | None = None, steps: int | None = None,
+               guidance_scale: float = 1.0, strength: float = 1.0, resample: int = 5, progress=None,
+               **options: Any) -> torch.Tensor:
+        """n samples; with conditions[SOURCE] an edit of those images: image-to-image with `strength`
+        (the share of the noise path redone), or inpainting where conditions[MASK] is False."""
+        conditions = self.check_conditions(n, conditions)
+        sampler = sampler or self.config.sampler
+        self._check_sampler(sampler)
+        if conditions.get(SOURCE) is not None and sampler not in ODE_SAMPLERS:
+            sampler = "euler"  # edits run on the ODE samplers; euler is DDIM's deterministic update
+        steps = self.default_steps(sampler) if steps is None else steps
+        output = classifier_free(self, *self._guidance_inputs(conditions), guidance_scale)
+        clip = 1.0 if (self.config.clip_denoised and self.is_image) else None
+        source = conditions.get(SOURCE)
+        if source is None and MASK in conditions:
+            raise ArgumentError("a mask needs the image it masks: give --input IMAGE with --mask")
+        if source is None and sampler in ODE_SAMPLERS:
+            return ODE_SAMPLERS[sampler](self.denoiser(output, n, clip), self.noise_levels(steps), (n, *self.diffusion_shape),
+                                         generator=generator, device=self.device, dtype=self.dtype, progress=progress)
+        if source is None:
+            return self.discrete_sample(n, output, sampler, steps, clip, generator, progress, **options)
+        source = source.to(self.dtype)
+        if MASK in conditions:
+            mask = conditions[MASK].bool().reshape(n, 1, *self.diffusion_shape[1:])
+            return inpaint_sample(self.denoiser(output, n, clip), self.noise_levels(steps), source, mask,
+                                  resample=resample, generator=generator, progress=progress)
+        strength = check_strength(strength)
+        sigmas = self.noise_levels(max(1, round(steps * strength)), strength)
+        return ODE_SAMPLERS[sampler](self.denoiser(output, n, clip), sigmas, source.shape, generator=generator,
+                                     progress=progress, start=strength_start(source, sigmas[0], generator))
+
+    def discrete_sample(self, n, output, sampler, steps, clip, generator, progress, **options) -> torch.Tensor:
+        """Samplers of a model's own discrete time (the DDPM's ancestral and DDIM)."""
+        raise ArgumentError(f"unknown sampler '{sampler}'; choose from {', '.join(self.samplers)}")
