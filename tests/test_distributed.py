@@ -32,8 +32,9 @@ def test_two_process_run_matches_the_single_process_layout(genlab_cli, tmp_path)
     assert "effective batch 16" in result.stdout
 
     # rank 0 alone writes the run: one of each file, one metrics line per step
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "log.txt", "metrics.jsonl",
-                                                    "samples", "train_state.json"]
+    # (digits' assets: its caption rule and tokenizer)
+    assert sorted(p.name for p in out.iterdir()) == ["assets", "checkpoints", "config.yaml", "log.txt",
+                                                    "metrics.jsonl", "samples", "train_state.json"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     log_lines = (out / "log.txt").read_text().splitlines()
