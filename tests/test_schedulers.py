@@ -97,7 +97,8 @@ def test_ode_samplers_converge_to_the_exact_solution_at_their_order():
     assert all(e < 0.2 for e in coarse.values()), coarse
     assert coarse["heun"] < 0.5 * coarse["euler"] and coarse["dpm++"] < 0.5 * coarse["euler"], coarse
     # first order: 2.5x the steps, 2.5x less error; second order: about 6x less
-    assert 1.8 < coarse["euler"] / fine["euler"] < 3.5, (coarse, fine)
+    assert coarse["euler"] / fine["euler"] > 1.8, (coarse, fine)
+    assert coarse["euler"] / fine["euler"] < 3.5, (coarse, fine)  # not second order
     assert coarse["heun"] / fine["heun"] > 4 and coarse["dpm++"] / fine["dpm++"] > 4, (coarse, fine)
 
 

@@ -16,6 +16,7 @@ The samplers themselves live in `genlab.schedulers` and never see the network.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -32,6 +33,22 @@ from ...schedulers.editing import check_strength, inpaint_sample, strength_start
 from ...schedulers.guidance import classifier_free
 from ...schedulers.ode import ODE_SAMPLERS, Denoised, ode_network_calls
 from ..base import GenerativeModel
+
+@dataclass
+class DiffusionNetConfig:
+    """The settings every diffusion model's network and conditioning share (a model's config extends it)."""
+
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] | None = None  # None: chosen from the image size
+    num_res_blocks: int = 1
+    patch_size: int | None = None  # None: 2 for images of 28 pixels and more, else 1
+    dropout: float = 0.0
+    mlp_hidden: int = 128  # network width for 2-D point data
+    label_dropout: float = 0.1  # share of items trained without their label or caption (classifier-free guidance)
+    text_dim: int = 64  # caption encoder width (runs trained with --condition text)
+    text_depth: int = 2
+    low_res_factor: int = 4  # super-resolution runs (--condition low_res): 7x7 -> 28x28 on mnist
+
 
 NetworkOutput = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> float32 prediction
 

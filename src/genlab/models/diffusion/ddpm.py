@@ -24,28 +24,18 @@ from ...schedulers import SAMPLERS, NoiseSchedule
 from ...schedulers.ode import ODE_SAMPLERS, karras_sigmas
 from ...schedulers.prediction import min_snr_weight, to_x0_and_eps, training_target
 from ..base import LossOutput
-from .base import DiffusionModel
+from .base import DiffusionModel, DiffusionNetConfig
 
 DEFAULT_STEPS = {"ddim": 50, "euler": 20, "heun": 10, "dpm++": 20}
 
 
 @dataclass
-class DDPMConfig:
-    base_channels: int = 32
-    channel_mults: tuple[int, ...] | None = None  # None: chosen from the image size
-    num_res_blocks: int = 1
-    patch_size: int | None = None  # None: 2 for images of 28 pixels and more, else 1
-    dropout: float = 0.0
-    mlp_hidden: int = 128  # network width for 2-D point data
+class DDPMConfig(DiffusionNetConfig):
     num_timesteps: int = 1000
     schedule: Literal["linear", "cosine"] = "cosine"
     # None: min_snr for images (fast convergence), uniform for points (whose fine detail lives at low noise)
     loss_weighting: Literal["uniform", "min_snr"] | None = None
     min_snr_gamma: float = 5.0
-    label_dropout: float = 0.1  # share of items trained without their label or caption (classifier-free guidance)
-    text_dim: int = 64  # caption encoder width (runs trained with --condition text)
-    text_depth: int = 2
-    low_res_factor: int = 4  # super-resolution runs (--condition low_res): 7x7 -> 28x28 on mnist
     prediction: Literal["epsilon", "v", "x0"] = "epsilon"
     sampler: Literal["ddpm", "ddim", "euler", "heun", "dpm++"] = "ddpm"
     # steps of every sampler but ddpm (which always takes num_timesteps); None: the sampler's own default

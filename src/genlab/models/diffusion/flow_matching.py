@@ -20,27 +20,17 @@ import torch
 from ...batch import X
 from ...schedulers.ode import flow_sigmas
 from ..base import LossOutput
-from .base import DiffusionModel
+from .base import DiffusionModel, DiffusionNetConfig
 
 # the network sees t in [0, 1000]: the sinusoidal time features then have the DDPM UNet's frequencies
 TIME_SCALE = 1000.0
 
 
 @dataclass
-class FlowMatchingConfig:
-    base_channels: int = 32
-    channel_mults: tuple[int, ...] | None = None  # None: chosen from the image size
-    num_res_blocks: int = 1
-    patch_size: int | None = None  # None: 2 for images of 28 pixels and more, else 1
-    dropout: float = 0.0
-    mlp_hidden: int = 128  # network width for 2-D point data
+class FlowMatchingConfig(DiffusionNetConfig):
     time_sampling: Literal["logit_normal", "uniform"] = "logit_normal"
     logit_mean: float = 0.0
     logit_std: float = 1.0
-    label_dropout: float = 0.1  # share of items trained without their label or caption (classifier-free guidance)
-    text_dim: int = 64  # caption encoder width (runs trained with --condition text)
-    text_depth: int = 2
-    low_res_factor: int = 4  # super-resolution runs (--condition low_res): 7x7 -> 28x28 on mnist
     sampler: Literal["euler", "heun", "dpm++"] = "heun"
     sampling_steps: int = 10
     time_shift: float = 1.0  # > 1 spends more sampling steps at high noise (Esser et al. 2024)
