@@ -63,7 +63,7 @@ def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int,
     """(mode, preset, samples/s, warm-up seconds) for each mode and sampling preset of the run's model.
 
     Each preset is warmed up (allocations, and the compilation in compiled modes) with one batch of the
-    same shape drawn with the model's cheap preview options, then one batch is timed.
+    same shape drawn with the preset at 2 steps (or the model's cheap preview options), then one batch is timed.
     """
     from genlab.compilation import compile_model
     from genlab.eval.speed import timed_sampling
@@ -84,8 +84,10 @@ def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int,
             batch = long_chain_batch if model.network_calls(**options) >= 200 else n
             conditions = model.evaluation_conditions(batch)
             start = time.perf_counter()
-            sample_in_batches(model, batch, conditions, batch_size=batch, options=model.preview_options(),
-                              precision=precision)
+            # the preset itself with few steps warms up the very graphs it will call (a compiled model
+            # compiles once per input signature); presets without a step count use the preview options
+            warm_options = {**options, "steps": 2} if "steps" in options else model.preview_options()
+            sample_in_batches(model, batch, conditions, batch_size=batch, options=warm_options, precision=precision)
             warm = time.perf_counter() - start
             _, speed = timed_sampling(model, batch, batch_size=batch, conditions=conditions, options=options,
                                       precision=precision, warmup=0)

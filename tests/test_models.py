@@ -268,9 +268,9 @@ def test_sampling_with_wrong_labels_raises_a_clear_error(model_name, tmp_path):
     for bad in ([0, 1, 2, 10], [-1, 0, 1, 2]):
         with pytest.raises(ValueError, match=r"class labels must lie in \[0, 10\)"):
             model.sample(4, {"label": torch.tensor(bad)}, generator=gen(0))
-    # through a Run, as `genlab sample --labels` does; two steps, so that no zero-initialised layer
-    # (the UNet's output and residual convolutions) still blocks the label embedding
-    make_trainer(model_name, model, ds, tmp_path / "run").fit(steps=2)
+    # through a Run, as `genlab sample --labels` does; a few steps at full learning rate, so that no
+    # zero-initialised layer (the UNet's output and residual convolutions) still blocks the label embedding
+    make_trainer(model_name, model, ds, tmp_path / "run", warmup_steps=0, lr=1e-2).fit(steps=3)
     run = Run(tmp_path / "run")
     with pytest.raises(GenlabError, match="holds 3 items for 4 samples"):
         run.sample(4, labels=[0, 1, 2])

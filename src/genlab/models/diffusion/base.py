@@ -96,8 +96,11 @@ class DiffusionModel(GenerativeModel, abc.ABC):
         return self.data_shape
 
     def network_time(self, t: torch.Tensor) -> torch.Tensor:
-        """The time the network sees for the model's time t (a timestep index, or a flow's t in [0, 1])."""
-        return t
+        """The time the network sees for the model's time t (a timestep index, or a flow's t in [0, 1]).
+
+        Always float32: the discrete samplers pass integer timesteps and the ODE samplers fractional ones,
+        and one dtype means one compiled graph for both."""
+        return t.float()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
                 text: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
