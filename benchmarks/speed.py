@@ -122,7 +122,7 @@ def throughput(args) -> None:
                 first = info.get("compile_seconds") or 0.0
                 print(f"  {mode:<14} {rate:>8.2f} {min(rates):>6.2f}-{max(rates):<6.2f} {rate * batch:>10.0f} "
                       f"{first:>12.1f}", flush=True)
-            if args.sample:
+            if args.sample and get_model_class(name).can_sample:
                 print(f"  sampling ({info['parameters']:,} parameters; warm-up = the compile cost when compiled)")
                 for mode, preset, rate, warm in sampling_rates(Run(f"{tmp}/run"), modes, args.n, args.long_chain_batch):
                     print(f"  {mode:<14} {preset:<36} {rate:>9.1f} samples/s  warm-up {warm:6.1f} s", flush=True)
@@ -143,7 +143,8 @@ def quality(args) -> None:
     """Train with auto and with fp32; evaluate auto-trained runs sampled both ways, fp32 runs in fp32."""
     results = []
     for name in args.models.split(","):
-        if "image" not in get_model_class(name).data_kinds or get_model_class(name).references:
+        cls = get_model_class(name)
+        if "image" not in cls.data_kinds or cls.references or not cls.can_sample:
             continue
         runs = {}
         for precision in ("auto", "fp32"):

@@ -32,6 +32,7 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     # its `autoencoder` run is filled in by tiny_config: a tiny autoencoder trained once per session
     "latent-diffusion": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 4, "latent_channels": 2,
                          "latent_factor": 2},
+    "noise-classifier": {"base_channels": 8},
 }
 
 # Trainer settings for tests: small batches, no warm-up, a metrics line every step, no previews or

@@ -285,3 +285,80 @@ def test_latent_diffusion_refuses_a_changed_or_unfit_autoencoder(train_tiny, tmp
     other = train_tiny("autoencoder", steps=1, out=tmp_path / "ae3", model_config=tiny_config("autoencoder", latent_channels=3))
     with pytest.raises(ArgumentError, match=r"latents are \(3, 4, 4\), this model expects \(2, 4, 4\)"):
         train_tiny("latent-diffusion", steps=1, model_config=tiny_config("latent-diffusion", autoencoder=str(other.path)))
+
+
+# ------------------------------------------------------------------ classifier guidance
+@functools.lru_cache(maxsize=None)
+def trained_noise_classifier():
+    """A tiny noise classifier trained briefly on digits, shared between tests."""
+    import tempfile
+
+    import genlab
+
+    options = {**TINY_TRAIN_OPTIONS, "batch_size": 64, "lr": 3e-3, "log_every": 50}
+    with tempfile.TemporaryDirectory() as tmp:
+        run = genlab.train("noise-classifier", "digits", out=f"{tmp}/run", steps=300, progress=False,
+                           model_config=tiny_config("noise-classifier"), **options)
+        return run.load_model()
+
+
+def test_the_noise_classifier_reads_clean_digits_and_is_unsure_under_heavy_noise():
+    from genlab.data import load_dataset
+
+    classifier = trained_noise_classifier()
+    ds = load_dataset("digits")
+    x, y = ds.x_val[:300], ds.y_val[:300]
+    clean, noisy = classifier.accuracy(x, y, 0.01, gen(0)), classifier.accuracy(x, y, 50.0, gen(0))
+    assert clean > 0.6, f"accuracy on nearly clean digits {clean:.2f}"
+    assert noisy < 0.3, f"accuracy at sigma 50 {noisy:.2f}: the image is gone, so should the accuracy be"
+
+
+def test_classifier_guidance_steers_samples_towards_the_class_and_is_off_at_scale_zero(train_tiny):
+    classifier = trained_noise_classifier()
+    model = train_tiny("ddpm", steps=2).load_model()  # unconditional: the classifier alone picks the class
+    labels = {"label": torch.full((16,), 3)}
+    options = {"sampler": "euler", "steps": 6}
+    unguided = model.sample(16, generator=gen(0), **options)
+    at_zero = model.sample(16, labels, generator=gen(0), classifier=classifier, guidance_scale=0.0, **options)
+    guided = model.sample(16, labels, generator=gen(0), classifier=classifier, guidance_scale=20.0, **options)
+    assert torch.allclose(unguided, at_zero, atol=1e-6)
+
+    def share_read_as_three(x):
+        return float((classifier(x, torch.full((16,), 0.01)).argmax(1) == 3).float().mean())
+
+    assert share_read_as_three(guided) > share_read_as_three(unguided) + 0.3
+    assert guided.min() >= -1 and guided.max() <= 1
+
+
+def test_classifier_guidance_needs_a_class_and_a_matching_classifier(train_tiny):
+    from genlab.registry import get_model_class
+    from test_models import build
+
+    classifier = trained_noise_classifier()
+    model = train_tiny("ddpm", steps=1).load_model()
+    with pytest.raises(ArgumentError, match="needs the class to steer towards"):
+        model.sample(2, generator=gen(0), classifier=classifier)
+    other, _ = build("ddpm", "8gaussians")
+    with pytest.raises(ArgumentError, match="train the classifier on this run's data"):
+        other.sample(2, {"label": torch.tensor([0, 1])}, generator=gen(0), classifier=classifier)
+    assert not get_model_class("noise-classifier").can_sample
+    with pytest.raises(ArgumentError, match="does not sample: it guides a diffusion run"):
+        classifier.sample(2)
+
+
+def test_classifier_guidance_through_the_cli(tmp_path, genlab_cli):
+    common = ["--data", "digits", "--steps", "2", "--batch-size", "16", "--quiet", "--device", "cpu",
+              "--set", "base_channels=8"]
+    assert genlab_cli("train", "noise-classifier", *common, "--out", "cls").returncode == 0
+    assert genlab_cli("train", "ddpm", *common, "--set", "num_timesteps=50", "--out", "ddpm").returncode == 0
+    done = genlab_cli("sample", "ddpm", "--classifier", "cls", "--class", "3", "--guidance", "2", "-n", "4",
+                      "--sampler", "euler", "--steps", "3", "--out", "three.png")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "three.png").exists()
+    refused = genlab_cli("sample", "cls", "-n", "4")
+    assert refused.returncode != 0 and "does not sample" in refused.stderr and "Traceback" not in refused.stderr
+    evaluated = genlab_cli("eval", "ddpm", "--classifier", "cls", "--guidance", "2", "-n", "40", "--sampler", "euler",
+                           "--steps", "2", "--no-likelihood", "--no-memorization", "--reference-size", "100",
+                           "--kid-subset-size", "20", "--features", "train")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "conditional accuracy" in evaluated.stdout

@@ -159,7 +159,8 @@ def sample_cmd(
     sampler: Optional[str] = typer.Option(None, help="sampler of the model (diffusion: ddpm, ddim, euler, heun, dpm++)"),
     steps: Optional[int] = typer.Option(None, help="sampler steps"),
     eta: float = typer.Option(0.0, help="DDIM eta (0: deterministic)"),
-    guidance: float = typer.Option(1.0, help="classifier-free guidance scale (conditional diffusion)"),
+    guidance: float = typer.Option(1.0, help="guidance scale: classifier-free (conditional diffusion), or with --classifier its scale"),
+    classifier: Optional[str] = typer.Option(None, help="noise-classifier run guiding a diffusion run towards --class"),
     strength: Optional[float] = typer.Option(None, help="with --input: share of the noise path redone (img2img; 1 = from noise)"),
     resample: Optional[int] = typer.Option(None, help="with --input and --mask: passes per step (inpainting; RePaint)"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
@@ -170,8 +171,9 @@ def sample_cmd(
 ) -> None:
     """Sample from a trained run, optionally under conditions, into a file for viewing or evaluation."""
     _sample_and_write(run, n, out, seed, checkpoint, batch_size, device,
-                      _sampler_options(sampler, steps, eta, guidance, strength, resample), precision=precision,
-                      compile_=compile_, classes=classes, prompt=prompt, input=input, mask=mask)
+                      {**_sampler_options(sampler, steps, eta, guidance, strength, resample),
+                       **({"classifier": classifier} if classifier else {})}, precision=precision,
+                      compile_=compile_, classes=classes, prompt=prompt, input=input, mask=mask, guided=bool(classifier))
 
 
 def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -> None:
@@ -269,7 +271,8 @@ def eval_cmd(
     sampler: Optional[str] = typer.Option(None, help="diffusion sampler: ddpm, ddim, euler, heun or dpm++"),
     steps: Optional[str] = typer.Option(None, help="sampler steps; several (20,50,250) give one column each"),
     eta: float = typer.Option(0.0, help="DDIM eta"),
-    guidance: float = typer.Option(1.0, help="classifier-free guidance scale"),
+    guidance: float = typer.Option(1.0, help="guidance scale: classifier-free, or with --classifier its scale"),
+    classifier: Optional[str] = typer.Option(None, help="noise-classifier run guiding a diffusion run towards each class"),
     seed: int = typer.Option(0, help="sampling seed"),
     batch_size: int = typer.Option(500, help="samples per batch (the speed is measured per batch)"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
@@ -297,7 +300,7 @@ def eval_cmd(
                              features=features, reference=reference, reference_size=reference_size, k=k,
                              kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, likelihood=likelihood,
                              likelihood_n=likelihood_n, memorization=memorization, device=device, write=write,
-                             progress=not as_json, precision=precision, compile=compile_)
+                             progress=not as_json, precision=precision, compile=compile_, classifier=classifier)
     typer.echo(json.dumps(entries[0] if len(entries) == 1 else entries, indent=1) if as_json else summary(entries))
 
 

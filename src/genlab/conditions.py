@@ -66,8 +66,9 @@ def _resize(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 def build_conditions(run, model, n: int, *, classes: str | None = None, prompt: str | None = None,
                      input: str | Path | None = None, mask: str | Path | None = None,
-                     input_role: str | None = None) -> tuple[Batch, int]:
-    """(conditions, n) for `model` of `run`; an input file fixes n to its number of items."""
+                     input_role: str | None = None, guided: bool = False) -> tuple[Batch, int]:
+    """(conditions, n) for `model` of `run`; an input file fixes n to its number of items. `guided`: a
+    classifier guides the sampling, so classes are taken even from a run trained without them."""
     accepted = set(model.conditions)
     had = ", ".join(model.conditions) or "none"
     conditions: Batch = {}
@@ -93,7 +94,7 @@ def build_conditions(run, model, n: int, *, classes: str | None = None, prompt: 
             m = m.expand(n, *m.shape[1:])
         conditions[MASK] = m
     if classes is not None:
-        if LABEL not in accepted:
+        if LABEL not in accepted and not guided:
             raise ArgumentError(f"this {run.model_name} run was trained without class labels (its conditions: {had}); "
                                 "sample without --class, or train with --condition label")
         conditions[LABEL] = parse_classes(classes, n, model.num_classes, model.spec.class_names and list(model.spec.class_names))

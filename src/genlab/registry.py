@@ -14,6 +14,7 @@ _MODELS: dict[str, str] = {
     "flow-matching": "genlab.models.diffusion.flow_matching:FlowMatching",
     "autoencoder": "genlab.models.vae.autoencoder:Autoencoder",
     "latent-diffusion": "genlab.models.diffusion.latent_diffusion:LatentDiffusion",
+    "noise-classifier": "genlab.models.diffusion.noise_classifier:NoiseClassifier",
 }
 
 

@@ -287,6 +287,7 @@ class Run:
         if labels is not None:
             conditions[LABEL] = torch.as_tensor(labels).long().reshape(-1)
         model = self.load_model(checkpoint, device=device)
+        options = load_run_options(model, options)
         try:
             return sample_in_batches(model, n, conditions, seed=seed, batch_size=batch_size, options=options,
                                      progress=f"sampling {self.model_name}" if progress else None,
@@ -390,3 +391,16 @@ class TrainResult:
     status: str  # "finished" | "interrupted"
     train_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+
+def load_run_options(model, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with each of the model's run options (e.g. a guiding classifier) that names a run
+    directory replaced by that run's model, loaded on the model's device."""
+    options = dict(options)
+    for key in model.run_options:
+        if isinstance(options.get(key), (str, Path)):
+            path = Path(options[key])
+            if not path.is_dir():
+                raise ArgumentError(f"--{key} {path}: no such run directory")
+            options[key] = Run(path).load_model(device=model.device)
+    return options

@@ -212,6 +212,7 @@ def evaluate(source: str | Path | Run | torch.Tensor, data: str | None = None, *
             weights file), reference ("train" or "val"), reference_size (10,000), k (5), kid_subsets (100),
             kid_subset_size (1000), likelihood (True), likelihood_n (1000), memorization (True),
             device, write (True: append to eval.json), out (where eval.json goes), progress,
+            classifier (a noise-classifier run guiding a diffusion run towards each class; guidance is its scale),
             precision ("auto", "fp32", "bf16", "fp16": the sampling network's; measures stay float32),
             compile (None: where it pays; True/False).
 
@@ -229,7 +230,8 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
                    reference_size: int = 10_000, k: int = 5, kid_subsets: int = 100, kid_subset_size: int = 1000,
                    likelihood: bool = True, likelihood_n: int = 1000, memorization: bool = True,
                    device: str | None = None, write: bool = True, out: str | Path | None = None,
-                   progress: bool = False, precision: str = "auto", compile: bool | None = None) -> list[dict[str, Any]]:
+                   progress: bool = False, precision: str = "auto", compile: bool | None = None,
+                   classifier: str | Path | None = None) -> list[dict[str, Any]]:
     """`evaluate` once per entry of `steps` (quality against sampler steps), sharing data and reference."""
     kind, run, path = open_source(source)
     if kind != "run" and any(s is not None for s in steps):
@@ -257,7 +259,7 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
         if kind == "run":
             samples, labels_used, speed, sampling, model = _sample_run(run, n or DEFAULT_N, sampler, s, eta, guidance,
                                                                        seed, batch_size, checkpoint, dev, progress,
-                                                                       precision, compile)
+                                                                       precision, compile, classifier)
             model_info = {"model": run.model_name, "checkpoint": checkpoint, "checkpoint_step": model.checkpoint_step,
                           "parameters": sum(p.numel() for p in model.parameters()),
                           "train_seconds": run.info()["train_seconds"]}
@@ -302,7 +304,8 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
 
 
 def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, checkpoint, device, progress,
-                precision="auto", compile=None):
+                precision="auto", compile=None, classifier=None):
+    from ..runs import load_run_options
     from .speed import timed_sampling
 
     model = run.load_model(checkpoint, device=device)
@@ -311,12 +314,13 @@ def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, ch
         raise EvalInputError(f"{run.model_name} samples in one pass: it has no sampler or steps to choose; "
                              "drop --sampler/--steps")
     given = {"sampler": sampler, "steps": steps, "eta": eta or None,
-             "guidance_scale": guidance if guidance != 1.0 else None}
+             "guidance_scale": guidance if guidance != 1.0 else None, "classifier": classifier}
     try:
         options = model.sample_options(**given)
     except ValueError as e:
         raise GenlabError(f"cannot sample {run.path}: {e}") from None
-    conditions = model.evaluation_conditions(n)  # e.g. every class equally: coverage is then measurable
+    conditions = model.evaluation_conditions(n, **options)  # e.g. every class equally: coverage is measurable
+    options = load_run_options(model, options)
     labels = conditions.get("label") if conditions else None
     try:
         samples, speed = timed_sampling(model, n, batch_size=batch_size, seed=seed, conditions=conditions,
@@ -325,6 +329,7 @@ def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, ch
         raise GenlabError(f"cannot sample {run.path}: {e}") from None
     sampling = {"sampler": options.get("sampler", "direct"), "steps": options.get("steps", 1),
                 **{k: options[k] for k in ("eta", "guidance_scale") if k in options},
+                **({"classifier": str(classifier)} if classifier else {}),
                 "precision": speed["precision"], "compiled": speed["compiled"]}
     return samples, labels, speed, sampling, model
 

@@ -66,6 +66,12 @@ class GenerativeModel(nn.Module, abc.ABC):
     compile_pays_after: ClassVar[dict[str, dict[str, int]]] = {"train": {}, "sample": {}}
     # convolutional networks whose sampling runs faster with channels-last tensors (oneDNN's layout)
     prefers_channels_last: ClassVar[bool] = False
+    # False for a model that only serves other runs at their sampling (a guiding classifier): no sample
+    # grids while it trains, and `genlab sample` / `genlab eval` on its run say what to do instead
+    can_sample: ClassVar[bool] = True
+    # sampling options that name another run (a guiding classifier): `Run.sample` loads that run's model
+    # and passes the model in the option's place
+    run_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, spec: DataSpec, conditions: tuple[str, ...] = ()):
         super().__init__()
@@ -175,8 +181,9 @@ class GenerativeModel(nn.Module, abc.ABC):
         """The networks `--compile` compiles: by default every direct submodule with parameters."""
         return [m for m in self.children() if any(True for _ in m.parameters())]
 
-    def evaluation_conditions(self, n: int) -> Batch | None:
-        """Conditions to sample n items under for evaluation: every class equally for label models."""
+    def evaluation_conditions(self, n: int, **options: Any) -> Batch | None:
+        """Conditions to sample n items under for evaluation (with these sampling options): every class
+        equally for label models."""
         if LABEL in self.conditions:
             return {LABEL: torch.arange(n) % self.num_classes}
         return None

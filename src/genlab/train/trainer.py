@@ -372,11 +372,13 @@ class Trainer:
         torch.distributed.broadcast(flag, src=0)
         return bool(flag.item())
 
-    def save_preview(self, n: int = 64) -> Path:
+    def save_preview(self, n: int = 64) -> Path | None:
         """Samples from the EMA weights, from the same noise every time, so previews show progress."""
         from ..outputs import save_samples, writers
 
         model = self.ema.model
+        if not model.can_sample:  # a model that serves other runs (a guiding classifier) has nothing to show
+            return None
         model.eval()
         gen = torch.Generator(self.device).manual_seed(self._preview_seed)
         conditions = model.evaluation_conditions(n)

@@ -30,7 +30,7 @@ from ...nn.embeddings import drop_labels
 from ...nn.transformer import TransformerEncoder
 from ...nn.unet import denoising_network
 from ...schedulers.editing import check_strength, inpaint_sample, strength_start
-from ...schedulers.guidance import classifier_free
+from ...schedulers.guidance import classifier_free, classifier_guided
 from ...schedulers.ode import ODE_SAMPLERS, Denoised, ode_network_calls
 from ..base import GenerativeModel
 
@@ -63,6 +63,7 @@ class DiffusionModel(GenerativeModel, abc.ABC):
     compile_pays_after = {"sample": {"cpu": 2000}, "train": {}}
     # sampler names this model takes; the ODE samplers are common to all
     samplers: tuple[str, ...] = tuple(ODE_SAMPLERS)
+    run_options = ("classifier",)  # a noise-classifier run that guides sampling towards --class
 
     def __init__(self, config: Any, spec: DataSpec, conditions: tuple[str, ...] = ()):
         super().__init__(config, spec, conditions)
@@ -182,36 +183,71 @@ class DiffusionModel(GenerativeModel, abc.ABC):
         if sampler not in self.samplers:
             raise ArgumentError(f"unknown sampler '{sampler}'; choose from {', '.join(self.samplers)}")
 
+    def evaluation_conditions(self, n: int, **options: Any):
+        """As for every model; with a guiding classifier, every class equally even for an unconditional run."""
+        if options.get("classifier") is not None and self.num_classes:
+            return {LABEL: torch.arange(n) % self.num_classes}
+        return super().evaluation_conditions(n)
+
+    def _classifier_labels(self, classifier, conditions) -> torch.Tensor:
+        """The classes a guiding classifier steers towards (taken out of conditions the run lacks)."""
+        if getattr(classifier, "log_prob_gradient", None) is None:
+            raise ArgumentError("--classifier takes a noise-classifier run (genlab train noise-classifier --data ...)")
+        if tuple(classifier.data_shape) != tuple(self.diffusion_shape) or classifier.num_classes != self.num_classes:
+            raise ArgumentError(f"the classifier was trained on {tuple(classifier.data_shape)} images with "
+                                f"{classifier.num_classes} classes; this run samples {tuple(self.diffusion_shape)} "
+                                f"with {self.num_classes}: train the classifier on this run's data")
+        labels = conditions.get(LABEL) if LABEL in self.conditions else conditions.pop(LABEL, None)
+        if labels is None:
+            raise ArgumentError("classifier guidance needs the class to steer towards: give --class (e.g. --class 3)")
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ArgumentError(f"class labels must lie in [0, {self.num_classes}), got {labels.tolist()[:8]}")
+        return labels.to(self.device)
+
     @torch.inference_mode()
     def sample(self, n, conditions=None, generator=None, sampler: str | None = None, steps: int | None = None,
                guidance_scale: float = 1.0, strength: float = 1.0, resample: int = 5, progress=None,
-               **options: Any) -> torch.Tensor:
+               classifier=None, **options: Any) -> torch.Tensor:
         """n samples; with conditions[SOURCE] an edit of those images: image-to-image with `strength`
-        (the share of the noise path redone), or inpainting where conditions[MASK] is False."""
+        (the share of the noise path redone), or inpainting where conditions[MASK] is False.
+
+        With a `classifier` (a noise-classifier model), `guidance_scale` is the classifier guidance's
+        scale towards conditions[LABEL] (Dhariwal & Nichol 2021), and a label-conditioned run also gets
+        the labels as its own condition, unguided; otherwise it is classifier-free guidance's scale."""
+        conditions = dict(conditions or {})
+        labels = self._classifier_labels(classifier, conditions) if classifier is not None else None
         conditions = self.check_conditions(n, conditions)
         sampler = sampler or self.config.sampler
         self._check_sampler(sampler)
-        if conditions.get(SOURCE) is not None and sampler not in ODE_SAMPLERS:
-            sampler = "euler"  # edits run on the ODE samplers; euler is DDIM's deterministic update
+        if (conditions.get(SOURCE) is not None or classifier is not None) and sampler not in ODE_SAMPLERS:
+            sampler = "euler"  # edits and classifier guidance run on the ODE samplers; euler is DDIM's update
         steps = self.default_steps(sampler) if steps is None else steps
-        output = classifier_free(self, *self._guidance_inputs(conditions), guidance_scale)
+        output = classifier_free(self, *self._guidance_inputs(conditions), 1.0 if classifier is not None else guidance_scale)
         clip = 1.0 if (self.config.clip_denoised and self.is_image) else None
+
+        def make_denoiser(output, n, clip):
+            denoised = self.denoiser(output, n, clip)
+            if classifier is None:
+                return denoised
+            return classifier_guided(denoised, lambda x, sigma: classifier.log_prob_gradient(x, sigma, labels),
+                                     guidance_scale, clip)
+
         source = conditions.get(SOURCE)
         if source is None and MASK in conditions:
             raise ArgumentError("a mask needs the image it masks: give --input IMAGE with --mask")
         if source is None and sampler in ODE_SAMPLERS:
-            return ODE_SAMPLERS[sampler](self.denoiser(output, n, clip), self.noise_levels(steps), (n, *self.diffusion_shape),
+            return ODE_SAMPLERS[sampler](make_denoiser(output, n, clip), self.noise_levels(steps), (n, *self.diffusion_shape),
                                          generator=generator, device=self.device, dtype=self.dtype, progress=progress)
         if source is None:
             return self.discrete_sample(n, output, sampler, steps, clip, generator, progress, **options)
         source = source.to(self.dtype)
         if MASK in conditions:
             mask = conditions[MASK].bool().reshape(n, 1, *self.diffusion_shape[1:])
-            return inpaint_sample(self.denoiser(output, n, clip), self.noise_levels(steps), source, mask,
+            return inpaint_sample(make_denoiser(output, n, clip), self.noise_levels(steps), source, mask,
                                   resample=resample, generator=generator, progress=progress)
         strength = check_strength(strength)
         sigmas = self.noise_levels(max(1, round(steps * strength)), strength)
-        return ODE_SAMPLERS[sampler](self.denoiser(output, n, clip), sigmas, source.shape, generator=generator,
+        return ODE_SAMPLERS[sampler](make_denoiser(output, n, clip), sigmas, source.shape, generator=generator,
                                      progress=progress, start=strength_start(source, sigmas[0], generator))
 
     def discrete_sample(self, n, output, sampler, steps, clip, generator, progress, **options) -> torch.Tensor:

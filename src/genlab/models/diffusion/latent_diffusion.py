@@ -89,6 +89,9 @@ class LatentDiffusion(DDPM):
 
     @torch.inference_mode()
     def sample(self, n, conditions=None, generator=None, **options: Any) -> torch.Tensor:
+        if options.get("classifier") is not None:
+            raise ArgumentError("classifier guidance needs a classifier of what the diffusion runs over: a latent "
+                                "diffusion run's latents are not images; use --guidance with a --condition label run")
         conditions = self.check_conditions(n, conditions)
         source, mask = conditions.get(SOURCE), conditions.get(MASK)
         latent = dict(conditions)
