@@ -69,3 +69,61 @@ def test_real_images_adhere_to_their_own_captions_and_prompts_parse():
 def test_unknown_prompt_words_are_refused_with_the_vocabulary():
     with pytest.raises(ArgumentError, match="does not know: purple.*it knows: .*thick"):
         tokenizer().encode("a purple seven")
+
+
+# ------------------------------------------------------------------ an imagefolder with a captions file
+def _captioned_folder(root, with_missing: bool = False):
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir()
+    lines = []
+    for i in range(12):
+        img = np.zeros((8, 8), np.uint8)
+        if i % 2:
+            img[:, 3:5] = 255  # a vertical bar
+        else:
+            img[3:5, :] = 255  # a horizontal bar
+        Image.fromarray(img).save(root / f"img{i:02d}.png")
+        if not (with_missing and i == 5):
+            lines.append(f"img{i:02d}.png\t{'a vertical bar' if i % 2 else 'a flat, wide bar'}")
+    (root / "captions.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_an_imagefolder_with_a_captions_file_carries_its_captions(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    root = _captioned_folder(tmp_path / "bars")
+    ds = load_dataset(f"imagefolder:{root}", image_size=8)
+    assert "text" in ds.spec.conditions and ds.spec.extras["text_length"] == 4
+    tok = __import__("genlab.data.text", fromlist=["tokenizer_from_assets"]).tokenizer_from_assets(ds.assets())
+    assert tok.words == ["a", "bar", "flat", "vertical", "wide"]
+    text = ds.items_train["text"]
+    assert text.shape == (len(ds.x_train), 4)
+    # each image's caption follows the image: vertical bars have their bright column in the middle
+    vertical = tok.encode("vertical")[0]
+    for img, ids in zip(torch.as_tensor(ds.x_train), text):
+        is_vertical = bool(img[0, 0, 3] > 0)  # images in [-1, 1]
+        assert (vertical in ids.tolist()) == is_vertical
+
+
+def test_an_imagefolder_caption_file_must_cover_every_image(tmp_path, monkeypatch):
+    from genlab.errors import DataError
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    root = _captioned_folder(tmp_path / "bars", with_missing=True)
+    with pytest.raises(DataError, match="no caption for 1 of the 12 images"):
+        load_dataset(f"imagefolder:{root}", image_size=8)
+
+
+def test_a_text_run_on_a_captioned_folder_takes_prompts_in_its_words(tmp_path, monkeypatch, train_tiny):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    root = _captioned_folder(tmp_path / "bars")
+    run = train_tiny("ddpm", steps=2, data=f"imagefolder:{root}", image_size=8, condition="text", batch_size=4)
+    from genlab.conditions import build_conditions
+
+    model = run.load_model()
+    conditions, n = build_conditions(run, model, 3, prompt="a vertical bar")
+    assert run.sample(n, conditions).shape == (3, 1, 8, 8)
+    with pytest.raises(ArgumentError, match="does not know: round"):
+        build_conditions(run, model, 3, prompt="a round bar")

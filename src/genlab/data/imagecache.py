@@ -24,6 +24,7 @@ import torch
 from ..errors import DataError
 from ..files import cache_root
 from .base import Dataset, DatasetInfo, LoadOptions, register, split
+from .folder_captions import caption_file, folder_caption_items
 from .images import IMAGE_SUFFIXES
 
 CACHE_FORMAT = 1  # bump when the conversion changes: older caches are then ignored
@@ -138,10 +139,16 @@ def load_imagefolder(path: str, opts: LoadOptions) -> Dataset:
         y_train = torch.from_numpy(np.load(dest / "y_train.npy"))
         y_val = torch.from_numpy(np.load(dest / "y_val.npy"))
     notes = [f"{len(files)} images, {meta['mode']}, resized to {size}x{size}; {how}"]
+    y, _ = _labels(root, files)
+    train_ids, _, val_ids, _ = split(torch.arange(len(files)), y, opts.val_fraction, opts.seed)  # as _convert split
+    captions = folder_caption_items(root, files, train_ids, val_ids, opts.assets)
+    if captions:
+        notes.append(f"captions from {caption_file(root).name}: {captions['extras']['text_vocab_size'] - 1} words")
     return Dataset(f"imagefolder:{root}", x_train, y_train, x_val, y_val, class_names=meta["class_names"],
-                   source=str(root), notes=notes)
+                   source=str(root), notes=notes, **captions)
 
 
-register(DatasetInfo("imagefolder", "your own images (PNG/JPEG/BMP/WebP); subfolders become classes; "
+register(DatasetInfo("imagefolder", "your own images (PNG/JPEG/BMP/WebP); subfolders become classes; a captions.tsv "
+                     "(IMAGE<TAB>caption) gives captions; "
                      "converted once into a memory-mapped cache", "your files", "CxSxS",
                      "subfolders", load_imagefolder, scheme=True, usage="imagefolder:PATH"))
