@@ -253,6 +253,17 @@ def test_a_super_resolution_run_upscales_consistently_with_its_input(train_tiny,
     assert load_samples(tmp_path / "up.npz")[0].shape == (1, 1, 8, 8)
 
 
+def test_a_super_resolution_run_draws_previews_and_evaluates_from_held_out_images(train_tiny):
+    import genlab
+
+    # previews and evaluation upscale the validation images shrunk: no user input is needed for either
+    run = train_tiny("ddpm", steps=3, condition="low_res", sample_every=3)
+    assert list((run.path / "samples").glob("step-00000003.*"))
+    entry = genlab.evaluate(run, n=40, sampler="euler", steps=2, likelihood=False, memorization=False,
+                            reference_size=100, kid_subset_size=20, features="train", write=False)
+    assert entry["scores"]["fid"] > 0
+
+
 # ------------------------------------------------------------------ latent diffusion
 def test_latent_diffusion_round_trips_through_its_autoencoder_and_samples_images(train_tiny):
     from test_models import dataset

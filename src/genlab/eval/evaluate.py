@@ -259,7 +259,8 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
         if kind == "run":
             samples, labels_used, speed, sampling, model = _sample_run(run, n or DEFAULT_N, sampler, s, eta, guidance,
                                                                        seed, batch_size, checkpoint, dev, progress,
-                                                                       precision, compile, classifier)
+                                                                       precision, compile, classifier,
+                                                                       real={"x": dataset.x_val})
             model_info = {"model": run.model_name, "checkpoint": checkpoint, "checkpoint_step": model.checkpoint_step,
                           "parameters": sum(p.numel() for p in model.parameters()),
                           "train_seconds": run.info()["train_seconds"]}
@@ -304,7 +305,7 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
 
 
 def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, checkpoint, device, progress,
-                precision="auto", compile=None, classifier=None):
+                precision="auto", compile=None, classifier=None, real=None):
     from ..runs import load_run_options
     from .speed import timed_sampling
 
@@ -319,7 +320,8 @@ def _sample_run(run: Run, n, sampler, steps, eta, guidance, seed, batch_size, ch
         options = model.sample_options(**given)
     except ValueError as e:
         raise GenlabError(f"cannot sample {run.path}: {e}") from None
-    conditions = model.evaluation_conditions(n, **options)  # e.g. every class equally: coverage is measurable
+    # e.g. every class equally (coverage is then measurable); real held-out images for an upscaler
+    conditions = model.evaluation_conditions(n, real=real, **options)
     options = load_run_options(model, options)
     labels = conditions.get("label") if conditions else None
     try:

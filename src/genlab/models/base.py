@@ -181,9 +181,10 @@ class GenerativeModel(nn.Module, abc.ABC):
         """The networks `--compile` compiles: by default every direct submodule with parameters."""
         return [m for m in self.children() if any(True for _ in m.parameters())]
 
-    def evaluation_conditions(self, n: int, **options: Any) -> Batch | None:
+    def evaluation_conditions(self, n: int, real: Batch | None = None, **options: Any) -> Batch | None:
         """Conditions to sample n items under for evaluation (with these sampling options): every class
-        equally for label models."""
+        equally for label models. `real`: held-out items of the data, for conditions only real data can
+        give (a super-resolution run's low-resolution inputs)."""
         if LABEL in self.conditions:
             return {LABEL: torch.arange(n) % self.num_classes}
         return None

@@ -381,7 +381,7 @@ class Trainer:
             return None
         model.eval()
         gen = torch.Generator(self.device).manual_seed(self._preview_seed)
-        conditions = model.evaluation_conditions(n)
+        conditions = model.evaluation_conditions(n, real=self.data.validation(n))
         with autocast(self.device, self.precision):
             samples = model.sample(n, conditions, generator=gen, **model.preview_options())
         path = self.run.samples_dir / f"step-{self.step:08d}{next(iter(writers(model.output_kind)))}"

@@ -183,11 +183,20 @@ class DiffusionModel(GenerativeModel, abc.ABC):
         if sampler not in self.samplers:
             raise ArgumentError(f"unknown sampler '{sampler}'; choose from {', '.join(self.samplers)}")
 
-    def evaluation_conditions(self, n: int, **options: Any):
-        """As for every model; with a guiding classifier, every class equally even for an unconditional run."""
+    def evaluation_conditions(self, n: int, real=None, **options: Any):
+        """As for every model; with a guiding classifier, every class equally even for an unconditional run;
+        a super-resolution run upscales the real items shrunk (cycled to n)."""
         if options.get("classifier") is not None and self.num_classes:
-            return {LABEL: torch.arange(n) % self.num_classes}
-        return super().evaluation_conditions(n)
+            conditions = {LABEL: torch.arange(n) % self.num_classes}
+        else:
+            conditions = dict(super().evaluation_conditions(n) or {})
+        if LOW_RES in self.conditions:
+            if real is None or real.get(X) is None:
+                raise ArgumentError("a super-resolution run samples from low-resolution images: give them "
+                                    "(genlab upscale RUN --input ...)")
+            images = real[X].float()
+            conditions[LOW_RES] = self.shrink(images[torch.arange(n) % len(images)]).cpu()
+        return conditions or None
 
     def _classifier_labels(self, classifier, conditions) -> torch.Tensor:
         """The classes a guiding classifier steers towards (taken out of conditions the run lacks)."""
