@@ -192,7 +192,7 @@ def test_sample_errors(args, message, trained_run, monkeypatch, capsys, tmp_path
     "args, message",
     [
         (["--sampler", "plms"], "unknown sampler 'plms'; choose from ddpm, ddim, euler, heun, dpm++"),
-        (["--steps", "7"], "the ddpm sampler always takes 50 steps; use --sampler ddim --steps 7"),
+        (["--sampler", "ddpm", "--steps", "7"], "the ddpm sampler always takes 50 steps; use --sampler ddim --steps 7"),
         (["--sampler", "ddim", "--steps", "0"], "DDIM steps must be between 1 and 50, got 0"),
         (["--labels", "1"], "this ddpm run was trained without class labels"),
     ],

@@ -70,5 +70,5 @@ def test_train_with_eval_every_keeps_the_best(tmp_path, default_digits_features)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval" in r]
     assert [r["step"] for r in evals] == [2, 4]
-    assert evals[0]["eval"]["protocol"]["num_samples"] == 32 and evals[0]["eval"]["protocol"]["sampler"] == "ddim"
+    assert evals[0]["eval"]["protocol"]["num_samples"] == 32 and evals[0]["eval"]["protocol"]["sampler"] == "dpm++"  # the preview sampler
     assert ckpt.resolve(tmp_path / "run" / "checkpoints", "best") is not None

@@ -400,8 +400,9 @@ def test_ddim_with_eta_one_and_every_step_is_the_ancestral_sampler():
 def test_ddpm_model_samplers_shapes(data):
     model, ds = build("ddpm", data)
     model.eval()
-    assert model.sample_options() == {"sampler": "ddpm", "steps": 50}
+    assert model.sample_options() == {"sampler": "dpm++", "steps": 10}  # the tiny config's sampling_steps
     assert model.sample(3, generator=gen(0)).shape == (3, *ds.shape)
+    assert model.sample(3, generator=gen(0), sampler="ddpm").shape == (3, *ds.shape)  # the 50-step chain
     ddim = model.sample(3, generator=gen(0), sampler="ddim", steps=4)
     assert ddim.shape == (3, *ds.shape)
     assert torch.equal(ddim, model.sample(3, generator=gen(0), sampler="ddim", steps=4))
