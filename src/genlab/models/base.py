@@ -213,11 +213,15 @@ class GenerativeModel(nn.Module, abc.ABC):
                 raise ArgumentError(f"'{key}' holds {len(value)} items for {n} samples; give one per sample")
             out[key] = value
         if LABEL in out:
-            labels = out[LABEL].long().reshape(-1)
-            if labels.min() < 0 or labels.max() >= self.num_classes:
-                raise ArgumentError(f"class labels must lie in [0, {self.num_classes}), got {labels.tolist()[:8]}...")
-            out[LABEL] = labels
+            out[LABEL] = self.checked_labels(out[LABEL])
         return out
+
+    def checked_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Class labels as a flat long tensor on this model's device, refused outside [0, num_classes)."""
+        labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ArgumentError(f"class labels must lie in [0, {self.num_classes}), got {labels.tolist()[:8]}...")
+        return labels
 
     # ------------------------------------------------------------------ other runs
     def attach_reference(self, name: str, model: nn.Module) -> None:

@@ -209,9 +209,7 @@ class DiffusionModel(GenerativeModel, abc.ABC):
         labels = conditions.get(LABEL) if LABEL in self.conditions else conditions.pop(LABEL, None)
         if labels is None:
             raise ArgumentError("classifier guidance needs the class to steer towards: give --class (e.g. --class 3)")
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ArgumentError(f"class labels must lie in [0, {self.num_classes}), got {labels.tolist()[:8]}")
-        return labels.to(self.device)
+        return self.checked_labels(labels)
 
     @torch.inference_mode()
     def sample(self, n, conditions=None, generator=None, sampler: str | None = None, steps: int | None = None,
@@ -234,29 +232,26 @@ class DiffusionModel(GenerativeModel, abc.ABC):
         output = classifier_free(self, *self._guidance_inputs(conditions), 1.0 if classifier is not None else guidance_scale)
         clip = 1.0 if (self.config.clip_denoised and self.is_image) else None
 
-        def make_denoiser(output, n, clip):
-            denoised = self.denoiser(output, n, clip)
-            if classifier is None:
-                return denoised
-            return classifier_guided(denoised, lambda x, sigma: classifier.log_prob_gradient(x, sigma, labels),
-                                     guidance_scale, clip)
-
+        denoised = self.denoiser(output, n, clip)
+        if classifier is not None:
+            denoised = classifier_guided(denoised, lambda x, sigma: classifier.log_prob_gradient(x, sigma, labels),
+                                         guidance_scale, clip)
         source = conditions.get(SOURCE)
         if source is None and MASK in conditions:
             raise ArgumentError("a mask needs the image it masks: give --input IMAGE with --mask")
         if source is None and sampler in ODE_SAMPLERS:
-            return ODE_SAMPLERS[sampler](make_denoiser(output, n, clip), self.noise_levels(steps), (n, *self.diffusion_shape),
+            return ODE_SAMPLERS[sampler](denoised, self.noise_levels(steps), (n, *self.diffusion_shape),
                                          generator=generator, device=self.device, dtype=self.dtype, progress=progress)
         if source is None:
             return self.discrete_sample(n, output, sampler, steps, clip, generator, progress, **options)
         source = source.to(self.dtype)
         if MASK in conditions:
             mask = conditions[MASK].bool().reshape(n, 1, *self.diffusion_shape[1:])
-            return inpaint_sample(make_denoiser(output, n, clip), self.noise_levels(steps), source, mask,
+            return inpaint_sample(denoised, self.noise_levels(steps), source, mask,
                                   resample=resample, generator=generator, progress=progress)
         strength = check_strength(strength)
         sigmas = self.noise_levels(max(1, round(steps * strength)), strength)
-        return ODE_SAMPLERS[sampler](make_denoiser(output, n, clip), sigmas, source.shape, generator=generator,
+        return ODE_SAMPLERS[sampler](denoised, sigmas, source.shape, generator=generator,
                                      progress=progress, start=strength_start(source, sigmas[0], generator))
 
     def discrete_sample(self, n, output, sampler, steps, clip, generator, progress, **options) -> torch.Tensor:
