@@ -64,6 +64,7 @@ class DiffusionModel(GenerativeModel, abc.ABC):
     # sampler names this model takes; the ODE samplers are common to all
     samplers: tuple[str, ...] = tuple(ODE_SAMPLERS)
     run_options = ("classifier",)  # a noise-classifier run that guides sampling towards --class
+    ode_path: str = "ve"  # the coordinates Heun integrates in (schedulers.ode): "flow" for flow models
 
     def __init__(self, config: Any, spec: DataSpec, conditions: tuple[str, ...] = ()):
         super().__init__(config, spec, conditions)
@@ -241,7 +242,8 @@ class DiffusionModel(GenerativeModel, abc.ABC):
             raise ArgumentError("a mask needs the image it masks: give --input IMAGE with --mask")
         if source is None and sampler in ODE_SAMPLERS:
             return ODE_SAMPLERS[sampler](denoised, self.noise_levels(steps), (n, *self.diffusion_shape),
-                                         generator=generator, device=self.device, dtype=self.dtype, progress=progress)
+                                         generator=generator, device=self.device, dtype=self.dtype, progress=progress,
+                                         path=self.ode_path)
         if source is None:
             return self.discrete_sample(n, output, sampler, steps, clip, generator, progress, **options)
         source = source.to(self.dtype)
@@ -252,7 +254,8 @@ class DiffusionModel(GenerativeModel, abc.ABC):
         strength = check_strength(strength)
         sigmas = self.noise_levels(max(1, round(steps * strength)), strength)
         return ODE_SAMPLERS[sampler](denoised, sigmas, source.shape, generator=generator,
-                                     progress=progress, start=strength_start(source, sigmas[0], generator))
+                                     progress=progress, start=strength_start(source, sigmas[0], generator),
+                                     path=self.ode_path)
 
     def discrete_sample(self, n, output, sampler, steps, clip, generator, progress, **options) -> torch.Tensor:
         """Samplers of a model's own discrete time (the DDPM's ancestral and DDIM)."""
