@@ -33,6 +33,7 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "latent-diffusion": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 4, "latent_channels": 2,
                          "latent_factor": 2},
     "noise-classifier": {"base_channels": 8},
+    "gpt": {"dim": 16, "depth": 1, "heads": 2},
 }
 
 # Trainer settings for tests: small batches, no warm-up, a metrics line every step, no previews or

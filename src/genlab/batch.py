@@ -23,6 +23,7 @@ LOW_RES = "low_res"          # (B, C, h, w) a low-resolution version of x (super
 CONTEXT = "context"          # (B, C, T0) the observed past of a series (forecasting)
 X_B = "x_b"                  # items of the second domain of unpaired two-domain data (translation)
 X_MASK = "x_mask"            # (B, T) bool, True where padded sequence x holds a real token
+PROMPT = "prompt"            # (B, P) int64 the first tokens of a sequence to continue (a language model's prompt)
 
 CONDITIONS: dict[str, str] = {
     LABEL: "class label (--class 7)",
@@ -31,6 +32,7 @@ CONDITIONS: dict[str, str] = {
     MASK: "known-region mask (--mask FILE)",
     LOW_RES: "low-resolution image (--input FILE)",
     CONTEXT: "observed past of a series (--input FILE)",
+    PROMPT: "the start of a token sequence to continue (--prompt '...')",
 }
 
 # Tensors that travel with a condition and are never conditions themselves.

@@ -176,6 +176,38 @@ def sample_cmd(
                       compile_=compile_, classes=classes, prompt=prompt, input=input, mask=mask, guided=bool(classifier))
 
 
+@app.command("generate")
+def generate_cmd(
+    run: str = typer.Argument(..., help="run directory of a language model (gpt)"),
+    prompt: Optional[str] = typer.Option(None, help="text to continue (default: the run's start token)"),
+    max_tokens: int = typer.Option(500, "--max-tokens", help="tokens to generate at most"),
+    temperature: Optional[float] = typer.Option(None, help="softmax temperature; 0 is greedy (default: the run's, 1.0)"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="sample among the k most likely tokens only"),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="sample among the most likely tokens holding this probability"),
+    stop: List[str] = typer.Option([], "--stop", help="stop when the text contains this string (repeatable)"),
+    seed: int = typer.Option(0, help="random seed"),
+    out: Optional[str] = typer.Option(None, help="also write prompt + text to this file"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+    precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
+) -> None:
+    """Generate text from a language-model run, streamed to the terminal as it comes."""
+    from .apps.generate import generate_text, write_generation
+
+    def show(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    if prompt:
+        show(prompt)
+    result = generate_text(run, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           stop=stop, seed=seed, stream=show, checkpoint=checkpoint, device=device, precision=precision)
+    ended = f", stopped at {result.stopped_by!r}" if result.stopped_by else ""
+    typer.echo(f"\n[{result.tokens} tokens in {result.seconds:.2f} s, {result.tokens_per_second:.0f} tokens/s{ended}]", err=True)
+    if out:
+        typer.echo(f"wrote {write_generation(result, out)}", err=True)
+
+
 def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -> None:
     def command(
         run: str = typer.Argument(..., help="run directory"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .batch import CONTEXT, LABEL, LOW_RES, MASK, SOURCE, TEXT, TEXT_MASK, Batch
+from .batch import CONTEXT, LABEL, LOW_RES, MASK, PROMPT, SOURCE, TEXT, TEXT_MASK, Batch
 from .errors import ArgumentError
 
 # the conditions an --input file can feed, in the order they are tried: a run that upscales or
@@ -99,11 +99,26 @@ def build_conditions(run, model, n: int, *, classes: str | None = None, prompt: 
                                 "sample without --class, or train with --condition label")
         conditions[LABEL] = parse_classes(classes, n, model.num_classes, model.spec.class_names and list(model.spec.class_names))
     if prompt is not None:
-        if TEXT not in accepted:
+        if TEXT not in accepted and PROMPT not in accepted:
             raise ArgumentError(f"this {run.model_name} run takes no prompt (its conditions: {had})")
-        from .data.text import tokenizer_from_assets
-
-        ids = tokenizer_from_assets(run.assets()).encode(prompt)
-        tokens = torch.tensor(ids).long().expand(n, len(ids))
-        conditions[TEXT], conditions[TEXT_MASK] = tokens, torch.ones_like(tokens, dtype=torch.bool)
+        tokens = prompt_tokens(run, prompt).expand(n, -1)
+        if PROMPT in accepted:  # a language model continues the prompt
+            conditions[PROMPT] = tokens
+        else:  # a caption the model is conditioned on
+            conditions[TEXT], conditions[TEXT_MASK] = tokens, torch.ones_like(tokens, dtype=torch.bool)
     return conditions, n
+
+
+def prompt_tokens(run, prompt: str) -> torch.Tensor:
+    """The prompt in the run's own tokenizer, (1, P) int64; an error for text it cannot encode."""
+    from .data.text import tokenizer_from_assets
+
+    if not prompt:
+        raise ArgumentError("--prompt is empty; give some text, or leave --prompt out")
+    try:
+        ids = tokenizer_from_assets(run.assets()).encode(prompt)
+    except ArgumentError as e:
+        raise ArgumentError(f"--prompt: {e}") from None
+    if not ids:
+        raise ArgumentError(f"--prompt {prompt!r} encodes to no tokens")
+    return torch.tensor(ids).long()[None]

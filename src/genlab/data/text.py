@@ -235,6 +235,16 @@ def read_text(scheme: str, path: str) -> tuple[Path, str]:
     return p, text
 
 
+def start_token(tokenizer: Tokenizer, tokens: torch.Tensor) -> int:
+    """The token unprompted generation starts from: a newline where it is one token (as nanoGPT does),
+    else the stream's first token."""
+    try:
+        ids = tokenizer.encode("\n")
+    except (ArgumentError, DataError):
+        ids = []
+    return int(ids[0]) if len(ids) == 1 else int(tokens[0])
+
+
 # ---------------------------------------------------------------------------------------------- the source
 class TextStream(DataSource):
     """Random windows of block_size + 1 tokens from the head of a token stream; the tail validates."""
@@ -251,7 +261,8 @@ class TextStream(DataSource):
         check_length(f"the validation tail of {name} (last {val_fraction:.0%})", len(self.val_tokens),
                      block_size + 1, "block_size")
         self.spec = DataSpec("tokens", (block_size + 1,), vocab_size=tokenizer.vocab_size,
-                             extras={"block_size": block_size, "tokenizer": tokenizer.kind})
+                             extras={"block_size": block_size, "tokenizer": tokenizer.kind,
+                                     "start_token": start_token(tokenizer, tokens)})
 
     def train_size(self) -> int:
         return len(self.train_tokens) - self.block_size  # distinct window starts
@@ -269,7 +280,7 @@ class TextStream(DataSource):
         return {TOKENIZER_ASSET: self.tokenizer.to_json()}
 
 
-def load_text(path: str, opts: LoadOptions) -> TextStream:
+def load_text(path: str, opts: LoadOptions, name: str | None = None) -> TextStream:
     """`text:PATH` -> a token stream (options: block_size, tokenizer, vocab_size)."""
     o = from_dict(TextOptions, opts.options, "text options")
     if o.block_size < 1:
@@ -282,7 +293,27 @@ def load_text(path: str, opts: LoadOptions) -> TextStream:
         raise DataError(f"text: {p} holds {e}") from None
     notes = [note, f"{len(tokens)} tokens; the head ({1 - opts.val_fraction:.0%}) trains, "
                    f"the tail ({opts.val_fraction:.0%}) validates"]
-    return TextStream(f"text:{p}", tokens, tokenizer, o.block_size, opts.val_fraction, source=str(p), notes=notes)
+    return TextStream(name or f"text:{p}", tokens, tokenizer, o.block_size, opts.val_fraction, source=str(p),
+                      notes=notes)
+
+
+# Tiny Shakespeare (Karpathy 2015, char-rnn): 1,115,394 characters, 65 distinct
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_MD5 = "6fb458f1232090904fb40fe944165e91"
+
+
+def load_shakespeare(name: str, opts: LoadOptions) -> TextStream:
+    """`shakespeare`: input.txt from --data-dir (default data/shakespeare), or fetched with --download."""
+    from .download import download
+
+    data_dir = Path(opts.data_dir).expanduser() if opts.data_dir else Path("data") / "shakespeare"
+    path = data_dir / "input.txt"
+    if not path.is_file():
+        if not opts.download:
+            raise DataError(f"no Tiny Shakespeare in {data_dir}: expected {path}. Pass --data-dir DIR (the folder "
+                            f"holding input.txt), add --download, or get it from {SHAKESPEARE_URL}.")
+        download(SHAKESPEARE_URL, path, SHAKESPEARE_MD5)
+    return load_text(str(path), opts, name="shakespeare")
 
 
 register(DatasetInfo("text", "a text file as a token stream for language models (windows of block_size+1)",
@@ -290,3 +321,7 @@ register(DatasetInfo("text", "a text file as a token stream for language models 
                      options={"block_size": "tokens per window minus one (default 256)",
                               "tokenizer": "char (default) or bpe (byte-level BPE trained on the file)",
                               "vocab_size": "bpe vocabulary size (default 1024)"}))
+register(DatasetInfo("shakespeare", "Tiny Shakespeare (1.1M characters) as a token stream; --data-dir DIR or --download",
+                     SHAKESPEARE_URL, "T+1", "none", load_shakespeare, needs_files=True,
+                     options={"block_size": "tokens per window minus one (default 256)",
+                              "tokenizer": "char (default) or bpe", "vocab_size": "bpe vocabulary size (default 1024)"}))

@@ -80,12 +80,22 @@ class _RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + torch.finfo(x.dtype).eps) * self.weight
 
 
+if hasattr(nn, "RMSNorm"):
+    class _CastRMSNorm(nn.RMSNorm):
+        """nn.RMSNorm with its gain in the input's dtype: under bf16 autocast (which leaves rms_norm alone)
+        a float32 gain on bf16 activations misses the fused kernel."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            weight = None if self.weight is None else self.weight.to(x.dtype)
+            return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
 def make_norm(kind: Norm, dim: int) -> nn.Module:
     """LayerNorm or RMSNorm over the last dimension."""
     if kind == "layer":
         return nn.LayerNorm(dim)
     if kind == "rms":
-        return nn.RMSNorm(dim) if hasattr(nn, "RMSNorm") else _RMSNorm(dim)
+        return _CastRMSNorm(dim) if hasattr(nn, "RMSNorm") else _RMSNorm(dim)
     raise ValueError(f"unknown norm '{kind}': use 'layer' or 'rms'")
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import ArgumentError
 
-OptimizerKind = Literal["adamw", "adam", "adamax", "sgd"]
+OptimizerKind = Literal["adamw", "adam", "adamax", "sgd", "muon"]
 Schedule = Literal["constant", "warmup", "cosine"]
 
 
@@ -29,6 +29,8 @@ class ParamGroup:
     lr_scale: float = 1.0  # this group's lr is the optimizer's lr times this (StyleGAN's mapping net: 0.01)
     weight_decay: float | None = None  # None: the optimizer's; 0.0 for biases and norms (GPT)
     name: str = ""
+    # in a "muon" optimizer: this group's matrices take Muon's orthogonalised steps, the others AdamW's
+    muon: bool = False
 
 
 @dataclass
@@ -120,7 +122,55 @@ def lr_factor(schedule: Schedule, step: int, warmup: int, total: int | None, min
     return warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-_KINDS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "sgd": torch.optim.SGD}
+class MuonWithAdamW:
+    """Muon (Jordan et al. 2024) for the hidden matrices, AdamW for everything else, stepped as one optimizer.
+
+    Muon orthogonalises each matrix's momentum (Newton-Schulz iterations), which the fast small-GPT
+    recipes (modded-nanoGPT) found trains hidden layers in fewer steps than Adam; embeddings, the
+    output head and 1-D parameters stay on AdamW, as they recommend. The learning rate is shared: Muon's
+    step is rescaled to AdamW's update size (Liu et al. 2025, `adjust_lr_fn="match_rms_adamw"`), so one
+    schedule drives both. Enough of torch.optim.Optimizer's interface for the trainer, GradScaler and
+    checkpoints: param_groups, state, step, zero_grad, state_dict, load_state_dict.
+    """
+
+    def __init__(self, muon_groups: list[dict], adamw_groups: list[dict], *, lr: float, betas, eps: float):
+        self.parts: dict[str, torch.optim.Optimizer] = {}
+        if muon_groups:
+            self.parts["muon"] = torch.optim.Muon(muon_groups, lr=lr, momentum=0.95, nesterov=True,
+                                                  adjust_lr_fn="match_rms_adamw")
+        if adamw_groups:
+            self.parts["adamw"] = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        # read afresh each time: load_state_dict replaces each part's group dicts. The order is that of
+        # BuiltOptimizer.base_lrs: muon groups first, then adamw groups
+        return [g for part in self.parts.values() for g in part.param_groups]
+
+    @property
+    def state(self):
+        return {k: v for part in self.parts.values() for k, v in part.state.items()}
+
+    def step(self, closure=None):
+        for part in self.parts.values():
+            part.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts.values():
+            part.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {name: part.state_dict() for name, part in self.parts.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != set(self.parts):
+            raise ValueError(f"optimizer state holds {sorted(state)}, this optimizer has {sorted(self.parts)}")
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+
+
+_KINDS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "sgd": torch.optim.SGD,
+          "muon": MuonWithAdamW}
 
 
 def build(spec: OptimizerSpec, defaults: Defaults) -> BuiltOptimizer:
@@ -128,17 +178,26 @@ def build(spec: OptimizerSpec, defaults: Defaults) -> BuiltOptimizer:
         raise ArgumentError(f"optimizer '{spec.name}': unknown kind '{spec.kind}'; use one of {sorted(_KINDS)}")
     lr = (spec.lr if spec.lr is not None else defaults.lr) * spec.lr_scale
     wd = spec.weight_decay if spec.weight_decay is not None else defaults.weight_decay
-    groups, base_lrs = [], []
+    groups, muon_groups, base_lrs = [], [], []
     for g in spec.groups:
         params = [p for p in g.params if p.requires_grad]
         if not params:
             continue
-        groups.append({"params": params, "lr": lr * g.lr_scale,
-                       "weight_decay": g.weight_decay if g.weight_decay is not None else wd})
-        base_lrs.append(lr * g.lr_scale)
-    if not groups:
+        group = {"params": params, "lr": lr * g.lr_scale, "weight_decay": g.weight_decay if g.weight_decay is not None else wd}
+        if spec.kind == "muon" and g.muon:
+            if any(p.dim() != 2 for p in params):
+                raise ArgumentError(f"optimizer '{spec.name}': Muon takes matrices only; group '{g.name}' holds "
+                                    f"parameters of other shapes")
+            muon_groups.append(group)
+        else:
+            groups.append(group)
+    base_lrs = [group["lr"] for group in muon_groups + groups]
+    if not groups and not muon_groups:
         raise ArgumentError(f"optimizer '{spec.name}' has no trainable parameters")
-    if spec.kind == "sgd":
+    if spec.kind == "muon":
+        opt = MuonWithAdamW(muon_groups, groups, lr=lr, betas=tuple(spec.betas or defaults.betas), eps=spec.eps)
+        groups = muon_groups + groups
+    elif spec.kind == "sgd":
         opt = torch.optim.SGD(groups, lr=lr, momentum=(spec.betas or defaults.betas)[0])
     else:
         # foreach/fused left to PyTorch: it picks the multi-tensor path on CUDA; on a CPU the per-tensor
