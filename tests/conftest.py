@@ -33,8 +33,31 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "latent-diffusion": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 4, "latent_channels": 2,
                          "latent_factor": 2},
     "noise-classifier": {"base_channels": 8},
+    "pixelcnn": {"channels": 8, "layers": 2, "first_kernel": 3, "head_channels": 8},
+    "wavenet": {"residual_channels": 8, "dilation_channels": 8, "skip_channels": 16, "layers": 3, "bins": 32},
+    # a grid of four orders, no seasonal terms: a few fits of a fraction of a second
+    "arima": {"max_p": 1, "max_q": 1, "max_P": 0, "max_Q": 0, "season": 0, "context": 32},
     "gpt": {"dim": 16, "depth": 1, "heads": 2},
 }
+
+# What each kind of data a registry-wide test trains a model on (the first kind the model takes), with
+# the data options that keep it tiny
+TINY_CORPUS = REPO_ROOT / "tests" / "fixtures" / "tiny-corpus.txt"  # 300 generated sentences, 12 KB
+TRAINING_DATA: dict[str, tuple[str, dict[str, Any]]] = {
+    "image": ("digits", {}),
+    "points": ("8gaussians", {}),
+    "tokens": (f"text:{TINY_CORPUS}", {"data_options": {"block_size": 16}}),
+    "series": ("sunspots", {}),
+    "audio": (f"wav:{REPO_ROOT / 'tests' / 'fixtures' / 'speech.wav'}", {}),
+}
+
+
+def training_data(model: str) -> tuple[str, dict[str, Any]]:
+    """(data name, train options) to train registered `model` on in registry-wide tests."""
+    from genlab.registry import get_model_class
+
+    return TRAINING_DATA[get_model_class(model).data_kinds[0]]
+
 
 # Trainer settings for tests: small batches, no warm-up, a metrics line every step, no previews or
 # periodic checkpoints unless a test asks for them, always the CPU.

@@ -198,3 +198,18 @@ def test_shakespeare_needs_its_file_and_names_the_fix(tmp_path):
         pytest.skip(f"Tiny Shakespeare not found at {shared}")
     data = load_data("shakespeare", LoadOptions(data_dir=shared, options={"block_size": 64}))
     assert data.spec.vocab_size == 65 and len(data.train_tokens) + len(data.val_tokens) == 1115394
+
+
+def test_heldout_evaluator_reports_the_mean_validation_loss(corpus, trained):
+    from genlab.eval.heldout import heldout_evaluator
+
+    model = trained.load_model()
+    data = load_data(f"text:{corpus}", LoadOptions(options={"block_size": 16}))
+    scores = heldout_evaluator(data, batch_size=5)(model, 0)
+    x = data.validation()[X]
+    with torch.no_grad():
+        logits = model(x[:, :-1])
+        direct = float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()))
+    assert scores["val_loss"] == pytest.approx(direct, rel=1e-4)
+    assert scores["perplexity"] == pytest.approx(math.exp(direct), rel=1e-3)
+    assert scores["bits_per_char"] == pytest.approx(scores["bits_per_token"])  # one character per token

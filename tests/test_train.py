@@ -23,7 +23,7 @@ from genlab.registry import model_names
 from genlab.runs import Run
 from genlab.train import checkpoint as ckpt
 
-from conftest import TINY_TRAIN_OPTIONS, tiny_config
+from conftest import TINY_TRAIN_OPTIONS, tiny_config, training_data
 
 UNTIMED = ("time", "samples_per_sec")
 
@@ -60,7 +60,9 @@ def deadline(seconds: float):
 @pytest.mark.parametrize("model_name", model_names())
 def test_resume_equals_an_uninterrupted_run(model_name, train_tiny, tmp_path):
     # 404 items per batch: 4 steps per epoch, so the resumed half crosses an epoch; warm-up spans the cut
-    options = dict(batch_size=404, warmup_steps=4, checkpoint_every=2)
+    data, data_options = training_data(model_name)
+    # total_steps: the 3-step half stands for a 6-step run interrupted at 3 (a cosine schedule's length)
+    options = dict(batch_size=404, warmup_steps=4, checkpoint_every=2, total_steps=6, data=data, **data_options)
     whole = train_tiny(model_name, steps=6, out=tmp_path / "whole", **options)
     train_tiny(model_name, steps=3, out=tmp_path / "half", **options)
     resumed = genlab.train(resume=tmp_path / "half", steps=6, progress=False)
@@ -80,9 +82,20 @@ def test_resume_equals_an_uninterrupted_run(model_name, train_tiny, tmp_path):
             assert torch.equal(w[key], r[key]), f"{name}: {key} differs after resume"
     opt_w = torch.load(latest_dir(whole.path) / "state.pt", weights_only=True)["optimizers"]
     opt_r = torch.load(latest_dir(resumed.path) / "state.pt", weights_only=True)["optimizers"]
-    for group in opt_w:
-        for index, moments in opt_w[group]["state"].items():
-            assert torch.equal(moments["exp_avg_sq"], opt_r[group]["state"][index]["exp_avg_sq"])
+    assert _tensors(opt_w).keys() == _tensors(opt_r).keys()
+    for key, value in _tensors(opt_w).items():  # moments, momentum buffers, step counts
+        assert torch.equal(value, _tensors(opt_r)[key]), f"optimizer state {key} differs after resume"
+
+
+def _tensors(state, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of a nested optimizer state dict, by its path."""
+    if isinstance(state, torch.Tensor):
+        return {prefix: state}
+    if isinstance(state, dict):
+        return {k: v for key, value in state.items() for k, v in _tensors(value, f"{prefix}/{key}").items()}
+    if isinstance(state, (list, tuple)):
+        return {k: v for i, value in enumerate(state) for k, v in _tensors(value, f"{prefix}/{i}").items()}
+    return {}
 
 
 def test_the_seed_fixes_the_initial_weights(train_tiny, tmp_path):
@@ -414,3 +427,26 @@ def test_each_run_gets_its_own_log_file_even_when_an_earlier_one_is_gone(tmp_pat
     _logger(second).info("two")
     _logger(first).info("three")  # same path again after its file was deleted: a fresh file, not a lost line
     assert "two" in second.read_text() and "three" in first.read_text() and "one" not in second.read_text()
+
+
+def test_cosine_schedule_follows_the_time_budget_without_total_steps():
+    from genlab.train.optim import lr_factor
+
+    # with a length in steps, the step decides; with only a time budget, the share of it spent
+    assert lr_factor("cosine", 50, 0, 100, 0.1) == pytest.approx(0.55)
+    assert lr_factor("cosine", 50, 0, None, 0.1) == 1.0  # no length at all: no decay
+    assert lr_factor("cosine", 7, 0, None, 0.1, time_progress=0.5) == pytest.approx(0.55)
+    assert lr_factor("cosine", 7, 0, None, 0.1, time_progress=1.0) == pytest.approx(0.1)
+    assert lr_factor("cosine", 0, 10, None, 0.1, time_progress=0.0) == pytest.approx(0.1)  # warm-up first
+    assert lr_factor("warmup", 50, 0, None, 0.1, time_progress=0.9) == 1.0
+
+
+def test_a_minutes_budget_decays_a_cosine_schedule(tmp_path):
+    import json
+
+    import genlab
+
+    run = genlab.train("vae", "digits", out=tmp_path / "r", minutes=0.05, progress=False, schedule="cosine",
+                       min_lr_ratio=0.1, **{**TINY_TRAIN_OPTIONS, "lr": 1e-3}, model_config=tiny_config("vae"))
+    lrs = [row["lr"] for row in map(json.loads, run.metrics_path.read_text().splitlines()) if "lr" in row]
+    assert lrs[0] > 0.9e-3 and lrs[-1] < 0.3e-3, lrs

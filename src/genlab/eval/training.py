@@ -34,7 +34,25 @@ def planned_train_config(data: str = "digits", resume: str | None = None, overri
 
 def make_training_evaluator(train_config: TrainConfig, *, features: str = "auto", k: int = 5, kid_subsets: int = 10,
                             seed: int = 0, best_key: str = "fid") -> tuple[Callable[[Any, int], dict[str, Any]], str]:
-    """(evaluator(model, step) -> scores, the score that picks the best checkpoint, lower is better)."""
+    """(evaluator(model, step) -> scores, the score that picks the best checkpoint, lower is better).
+
+    Images and points are scored by FID and the rest of the sample-based protocol; token streams and
+    series by their held-out likelihood (`eval.heldout`, best key "val_loss")."""
+    from ..data import load_data
+    from ..data.base import LoadOptions
+
+    cfg = train_config
+    data = load_data(cfg.data, LoadOptions(cfg.data_dir, cfg.image_size, cfg.download, cfg.seed,
+                                           options=dict(cfg.data_options)))
+    if data.spec.kind not in ("image", "points"):
+        from .heldout import heldout_evaluator
+
+        held_out = heldout_evaluator(data)
+
+        def evaluate_likelihood(model, step: int) -> dict[str, Any]:
+            return {} if int(os.environ.get("RANK", "0")) != 0 else held_out(model, step)
+
+        return evaluate_likelihood, "val_loss"
     state: dict[str, Any] = {}
 
     def setup(device: torch.device) -> None:

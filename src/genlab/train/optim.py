@@ -104,21 +104,26 @@ class BuiltOptimizer:
     grad_clip: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
 
-    def set_lr(self, step: int, defaults: Defaults) -> float:
-        """Python arithmetic only: no device work. Returns the factor applied."""
-        factor = lr_factor(self.schedule, step, self.warmup_steps, defaults.total_steps, defaults.min_lr_ratio)
+    def set_lr(self, step: int, defaults: Defaults, progress: float | None = None) -> float:
+        """Python arithmetic only: no device work. Returns the factor applied. `progress` in [0, 1]: how
+        much of a time budget is spent, which drives the cosine schedule when no total_steps is set."""
+        factor = lr_factor(self.schedule, step, self.warmup_steps, defaults.total_steps, defaults.min_lr_ratio, progress)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         return factor
 
 
-def lr_factor(schedule: Schedule, step: int, warmup: int, total: int | None, min_ratio: float) -> float:
+def lr_factor(schedule: Schedule, step: int, warmup: int, total: int | None, min_ratio: float,
+              time_progress: float | None = None) -> float:
     warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
     if schedule == "constant":
         return 1.0
-    if schedule == "warmup" or not total:
+    if schedule == "warmup" or not (total or time_progress is not None):
         return warm
-    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    if total:
+        progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    else:  # a minutes budget: the cosine follows the share of the time spent
+        progress = min(1.0, max(0.0, time_progress))
     return warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 

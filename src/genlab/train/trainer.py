@@ -97,6 +97,8 @@ class Trainer:
         self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=self.device)
         self.log = _logger(run.path / "log.txt" if self.proc.is_main else None)
         self._preview_seed = cfg.seed + 12345
+        # a --minutes budget without total_steps: the share of its time spent, for the cosine schedule
+        self._time_progress: float | None = None
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -185,7 +187,7 @@ class Trainer:
             if not phase.active(step):
                 continue
             opt = self.optimizers[phase.optimizer]
-            opt.set_lr(step, self.defaults)
+            opt.set_lr(step, self.defaults, self._time_progress)
             if multiple:
                 self._only_grads_for(opt)
             for repeat in range(phase.repeats):
@@ -272,6 +274,10 @@ class Trainer:
         start_step, start_time = self.step, time.monotonic()
         overhead_at_start = self.overhead_seconds
         seconds = minutes * 60 if minutes is not None else math.inf
+        # a time budget drives the cosine schedule unless it has a length in steps; a resumed run's cosine
+        # spans its earlier training and the new minutes
+        by_time = steps is None and not self.defaults.total_steps
+        trained_before = self.train_seconds
         bar = self._progress_bar(steps, seconds, start_step)
         self._write_state("running")
         handlers = self._install_signal_handlers()
@@ -282,8 +288,10 @@ class Trainer:
             while True:
                 if self.step % sync_every == 0 or (steps is not None and self.step >= steps):
                     spent = time.monotonic() - start_time - (self.overhead_seconds - overhead_at_start)
+                    progress = (trained_before + spent) / (trained_before + seconds) if by_time else None
                     stop = (steps is not None and self.step >= steps) or spent >= seconds or self._stop_signal is not None
-                    if self._agree(stop):
+                    stop, self._time_progress = self._agree(stop, progress)
+                    if stop:
                         break
                 t0 = time.monotonic()
                 self.train_step()
@@ -329,6 +337,8 @@ class Trainer:
         if self.step > start_step or not self.run.has_checkpoint():
             if self._log_sums:
                 self.read_logs()  # a last check (and record) of the steps since the last log
+            if self.cfg.eval_every and self.evaluator and self.step % self.cfg.eval_every:
+                self._evaluate()  # the final weights are scored too (and may be the best)
             self.save()
             if self.proc.is_main and self.cfg.sample_every:
                 self.save_preview()
@@ -364,13 +374,15 @@ class Trainer:
         return TrainResult(self.run, self.step, "finished", self.train_seconds)
 
     # ------------------------------------------------------------------ helpers
-    def _agree(self, stop: bool) -> bool:
-        """All processes stop at the same step: rank 0's clock decides."""
+    def _agree(self, stop: bool, progress: float | None = None) -> tuple[bool, float | None]:
+        """All processes stop at the same step and share one schedule position: rank 0's clock decides."""
         if not self.proc.distributed:
-            return stop
-        flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            return stop, progress
+        flag = torch.tensor([1.0 if stop else 0.0, -1.0 if progress is None else progress], device=self.device,
+                            dtype=torch.float64)
         torch.distributed.broadcast(flag, src=0)
-        return bool(flag.item())
+        stop_flag, shared = flag.tolist()
+        return bool(stop_flag), None if shared < 0 else shared
 
     def save_preview(self, n: int = 64) -> Path | None:
         """Samples from the EMA weights, from the same noise every time, so previews show progress."""
@@ -392,7 +404,7 @@ class Trainer:
     def _evaluate(self) -> None:
         scores = self.evaluator(self.ema.model, self.step)
         if self.proc.is_main:
-            self._append_metrics({"step": self.step, "eval": scores})
+            self._append_metrics({"step": self.step, "time": round(self.train_seconds, 2), "eval": scores})
             key = self.best_key
             if key and key in scores and scores[key] < self.best_score:
                 self.best_score = scores[key]
