@@ -34,7 +34,7 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
                          "latent_factor": 2},
     "noise-classifier": {"base_channels": 8},
     "pixelcnn": {"channels": 8, "layers": 2, "first_kernel": 3, "head_channels": 8},
-    "wavenet": {"residual_channels": 8, "dilation_channels": 8, "skip_channels": 16, "layers": 3, "bins": 32},
+    "wavenet": {"residual_channels": 8, "dilation_channels": 8, "skip_channels": 16, "layers": 3, "bins": 16},
     # a grid of four orders, no seasonal terms: a few fits of a fraction of a second
     "arima": {"max_p": 1, "max_q": 1, "max_P": 0, "max_Q": 0, "season": 0, "context": 32},
     "gpt": {"dim": 16, "depth": 1, "heads": 2},

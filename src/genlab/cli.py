@@ -242,6 +242,26 @@ _named_command("img2img", "source", False, "Turn input images into new ones (dif
 _named_command("translate", "source", False, "Translate images to the other domain (two-domain runs).")
 
 
+@app.command("forecast")
+def forecast_cmd(
+    run: str = typer.Argument(..., help="run directory of a model that forecasts (wavenet, arima) on a series"),
+    horizon: int = typer.Option(24, help="steps ahead, scored against the held-out tail"),
+    paths: int = typer.Option(100, "--paths", help="sample paths (median and intervals are taken across them)"),
+    out: Optional[str] = typer.Option(None, help="plot of history, held-out tail, median and 80%/95% intervals (.png)"),
+    seed: int = typer.Option(0, help="random seed"),
+    season: Optional[int] = typer.Option(None, help="steps per season for the seasonal-naive forecast (default: the data's)"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+) -> None:
+    """Forecast past the training part of a series run; print MASE and sMAPE against naive baselines."""
+    from .apps.forecast import forecast, plot_forecast
+
+    result = forecast(run, horizon, paths, seed, season=season, checkpoint=checkpoint, device=device)
+    typer.echo(result.table())
+    if out:
+        typer.echo(f"plot: {plot_forecast(result, out)}")
+
+
 @app.command("info")
 def info_cmd(run: str = typer.Argument(..., help="run directory"),
              as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:

@@ -15,6 +15,8 @@ _MODELS: dict[str, str] = {
     "autoencoder": "genlab.models.vae.autoencoder:Autoencoder",
     "latent-diffusion": "genlab.models.diffusion.latent_diffusion:LatentDiffusion",
     "noise-classifier": "genlab.models.diffusion.noise_classifier:NoiseClassifier",
+    "wavenet": "genlab.models.autoregressive.wavenet:WaveNet",
+    "arima": "genlab.models.autoregressive.arima:ARIMA",
     "gpt": "genlab.models.autoregressive.gpt:GPT",
 }
 

@@ -32,6 +32,14 @@ STATS_ASSET = "series_stats.json"
 @dataclass(frozen=True)
 class SeriesOptions:
     window: int = 64  # steps per item
+    season: int | None = None  # steps per seasonal cycle (seasonal-naive forecasts, seasonal ARIMA); None: the data's own
+    resample: str = ""  # series with dates (co2): "monthly", "quarterly" or "yearly", the mean of each period
+
+
+# resample option -> (pandas frequency, steps per year: the season of the resampled series)
+RESAMPLE = {"monthly": ("MS", 12), "quarterly": ("QS", 4), "yearly": ("YS", 1)}
+# seasons of the shipped series: the ~11-year Schwabe cycle of sunspots, a year of weekly co2
+SHIPPED_SEASONS = {"sunspots": 11, "co2": 52}
 
 
 @dataclass(frozen=True)
@@ -163,11 +171,15 @@ def load_csv(argument: str, opts: LoadOptions) -> Series:
             raise DataError(f"csv: {path} has no numeric column. Name one: csv:PATH:COLUMN.")
     if len(frame) == 0:
         raise DataError(f"csv: {path} has a header but no rows.")
+    if o.resample:
+        raise ArgumentError(f"csv: {path} is read without dates, so it cannot be resampled; drop "
+                            "train.data_options.resample and average the rows to the period you want beforehand")
     notes = [f"columns {', '.join(map(str, frame.columns))} as channels, {len(frame)} rows"]
     frame = _interpolated(frame, str(path), notes)
     label = f"csv:{path}" + (f":{column}" if column is not None else "")
     return Series(label, frame.to_numpy(np.float32).T, o.window, opts.val_fraction, saved_stats=_saved(opts),
-                  channels=[str(c) for c in frame.columns], source=str(path), notes=notes)
+                  channels=[str(c) for c in frame.columns], source=str(path), notes=notes,
+                  extras={"season": int(o.season or 0)})
 
 
 def _is_number(text) -> bool:
@@ -180,16 +192,27 @@ def _is_number(text) -> bool:
 
 # ---------------------------------------------------------------------------------------------- shipped series
 def load_shipped(name: str, opts: LoadOptions) -> Series:
-    """`sunspots` (yearly, 1700-2008) or `co2` (weekly Mauna Loa, 1958-2001) from statsmodels."""
+    """`sunspots` (yearly, 1700-2008) or `co2` (weekly Mauna Loa, 1958-2001; `resample` monthly...) from statsmodels."""
+    import pandas as pd
     from statsmodels import datasets
 
     o = from_dict(SeriesOptions, opts.options, f"{name} options")
     column = {"sunspots": "SUNACTIVITY", "co2": "co2"}[name]
     frame = getattr(datasets, name).load_pandas().data[[column]]
-    notes = [f"{len(frame)} steps of {column}"]
+    season = SHIPPED_SEASONS[name]
+    if o.resample:
+        if o.resample not in RESAMPLE:
+            raise ArgumentError(f"resample takes {', '.join(RESAMPLE)}, got '{o.resample}'")
+        if not isinstance(frame.index, pd.DatetimeIndex):
+            raise ArgumentError(f"{name} has no dates to resample by (yearly steps); drop train.data_options.resample")
+        frequency, season = RESAMPLE[o.resample]
+        frame = frame.resample(frequency).mean()  # a period whose every step is missing stays missing: interpolated
+    notes = [f"{len(frame)} {o.resample + ' ' if o.resample else ''}steps of {column}"]
     frame = _interpolated(frame, name, notes)
-    return Series(name, frame.to_numpy(np.float32).T, o.window, opts.val_fraction, saved_stats=_saved(opts),
-                  channels=[column], source=f"statsmodels.datasets.{name}", notes=notes)
+    label = f"{name}-{o.resample}" if o.resample else name
+    return Series(label, frame.to_numpy(np.float32).T, o.window, opts.val_fraction, saved_stats=_saved(opts),
+                  channels=[column], source=f"statsmodels.datasets.{name}", notes=notes,
+                  extras={"season": int(o.season if o.season is not None else season)})
 
 
 # ---------------------------------------------------------------------------------------------- wav:PATH
@@ -226,7 +249,8 @@ def load_wav(path: str, opts: LoadOptions) -> Series:
                   channels=["audio"], extras={"sample_rate": rate}, source=str(p), notes=notes)
 
 
-WINDOW_HELP = {"window": "steps per item (default 64)"}
+WINDOW_HELP = {"window": "steps per item (default 64)",
+               "season": "steps per seasonal cycle, for seasonal forecasts (default: the data's own; csv: none)"}
 register(DatasetInfo("csv", "a time series from CSV: one column, or every numeric column as a channel",
                      "your file", "CxW", "none", load_csv, scheme=True, usage="csv:PATH[:COLUMN]",
                      options=WINDOW_HELP))
@@ -236,4 +260,5 @@ register(DatasetInfo("wav", "mono audio from a PCM .wav file (stereo is averaged
 register(DatasetInfo("sunspots", "yearly sunspot numbers 1700-2008 (309 steps)", "statsmodels, embedded",
                      "1xW", "none", load_shipped, options=WINDOW_HELP))
 register(DatasetInfo("co2", "weekly Mauna Loa CO2 1958-2001 (2284 steps, missing weeks interpolated)",
-                     "statsmodels, embedded", "1xW", "none", load_shipped, options=WINDOW_HELP))
+                     "statsmodels, embedded", "1xW", "none", load_shipped,
+                     options={**WINDOW_HELP, "resample": "monthly, quarterly or yearly means (monthly: season 12)"}))
