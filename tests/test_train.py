@@ -64,6 +64,8 @@ def test_resume_equals_an_uninterrupted_run(model_name, train_tiny, tmp_path):
     # total_steps: the 3-step half stands for a 6-step run interrupted at 3 (a cosine schedule's length)
     options = dict(batch_size=404, warmup_steps=4, checkpoint_every=2, total_steps=6, data=data, **data_options)
     whole = train_tiny(model_name, steps=6, out=tmp_path / "whole", **options)
+    if whole.info()["parameters"] == 0:
+        pytest.skip(f"{model_name} is fitted once by fit(data): it has no steps to resume")
     train_tiny(model_name, steps=3, out=tmp_path / "half", **options)
     resumed = genlab.train(resume=tmp_path / "half", steps=6, progress=False)
 
