@@ -38,6 +38,7 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     # a grid of four orders, no seasonal terms: a few fits of a fraction of a second
     "arima": {"max_p": 1, "max_q": 1, "max_P": 0, "max_Q": 0, "season": 0, "context": 32},
     "gpt": {"dim": 16, "depth": 1, "heads": 2},
+    "seq2seq": {"dim": 16, "encoder_depth": 1, "decoder_depth": 1, "heads": 2},
 }
 
 # What each kind of data a registry-wide test trains a model on (the first kind the model takes), with

@@ -213,3 +213,13 @@ def test_heldout_evaluator_reports_the_mean_validation_loss(corpus, trained):
     assert scores["val_loss"] == pytest.approx(direct, rel=1e-4)
     assert scores["perplexity"] == pytest.approx(math.exp(direct), rel=1e-3)
     assert scores["bits_per_char"] == pytest.approx(scores["bits_per_token"])  # one character per token
+
+
+def test_tied_weights_survive_a_checkpoint(corpus, tmp_path):
+    run = genlab.train("gpt", f"text:{corpus}", out=tmp_path / "tied", steps=3, progress=False,
+                       model_config=tiny_config("gpt", tie_weights=True), data_options={"block_size": 16},
+                       **TINY_TRAIN_OPTIONS)
+    model = run.load_model()
+    assert model.net.head.weight is model.net.tokens.weight  # still one tensor after loading
+    trained = Run(run.path).load_model(ema=False)
+    assert torch.equal(trained.net.head.weight, trained.net.tokens.weight)

@@ -180,6 +180,9 @@ def sample_cmd(
 def generate_cmd(
     run: str = typer.Argument(..., help="run directory of a language model (gpt)"),
     prompt: Optional[str] = typer.Option(None, help="text to continue (default: the run's start token)"),
+    input: List[str] = typer.Option([], "--input", help="source text to translate (seq2seq runs; repeatable)"),
+    decoding: Optional[str] = typer.Option(None, help="seq2seq: greedy, beam or sample (default: the run's)"),
+    beam: Optional[int] = typer.Option(None, "--beam", help="seq2seq: beam size (implies --decoding beam)"),
     max_tokens: int = typer.Option(500, "--max-tokens", help="tokens to generate at most"),
     temperature: Optional[float] = typer.Option(None, help="softmax temperature; 0 is greedy (default: the run's, 1.0)"),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="sample among the k most likely tokens only"),
@@ -191,8 +194,22 @@ def generate_cmd(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
     precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
 ) -> None:
-    """Generate text from a language-model run, streamed to the terminal as it comes."""
-    from .apps.generate import generate_text, write_generation
+    """Generate text from a language-model run, streamed to the terminal as it comes; with --input, translate
+    each source text with a sequence-to-sequence run."""
+    from .apps.generate import generate_text, translate_text, write_generation
+
+    if input:
+        if prompt:
+            fail("give --prompt (a language model continues it) or --input (a seq2seq run translates it), not both")
+        outputs = translate_text(run, input, decoding="beam" if beam else decoding, beam_size=beam,
+                                 temperature=temperature, seed=seed, checkpoint=checkpoint, device=device,
+                                 precision=precision)
+        for source, target in zip(input, outputs):
+            typer.echo(target if len(input) == 1 else f"{source}\t{target}")
+        if out:
+            Path(out).write_text("".join(f"{a}\t{b}\n" for a, b in zip(input, outputs)), encoding="utf-8")
+            typer.echo(f"wrote {out}", err=True)
+        return
 
     def show(piece: str) -> None:
         sys.stdout.write(piece)
@@ -236,10 +253,43 @@ def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -
 
 # thin shells over `sample`: any run whose model accepts the condition gets the command
 _named_command("inpaint", "source", True, "Fill the masked-out part of images (diffusion runs, or runs trained with source + mask).")
-_named_command("complete", "source", True, "Complete images from the part the mask keeps (e.g. the top half).")
 _named_command("upscale", "low_res", False, "Super-resolve low-resolution images (runs trained with low_res).")
 _named_command("img2img", "source", False, "Turn input images into new ones (diffusion runs: SDEdit with --strength).")
 _named_command("translate", "source", False, "Translate images to the other domain (two-domain runs).")
+
+
+@app.command("complete")
+def complete_cmd(
+    run: str = typer.Argument(..., help="run directory (pixelcnn, or any run that takes an image and a mask)"),
+    input: str = typer.Option(..., "--input", help="image(s) to complete: file, folder or .npz"),
+    rows: Optional[int] = typer.Option(None, help="keep the top ROWS rows of each image"),
+    keep: Optional[str] = typer.Option(None, help="keep this part: top-half"),
+    mask: Optional[str] = typer.Option(None, help="or a mask image: white where the input is kept"),
+    n: int = typer.Option(4, "-n", help="completions per image"),
+    out: str = typer.Option("completed.png", help=".png grid (per image: original, kept part, completions) or .npz"),
+    classes: Optional[str] = typer.Option(None, "--class", help="class of each image: 3, or 3,5 (runs trained with labels)"),
+    seed: int = typer.Option(0, help="random seed"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+    precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
+) -> None:
+    """Complete images from the part kept (e.g. the top half): the rest generated, -n times each."""
+    from .apps.complete import complete
+    from .imageio import save_grid
+    from .outputs import save_samples
+
+    if rows is None and keep is None and mask is None:
+        keep = "top-half"
+    start = time.perf_counter()
+    result = complete(run, input, rows=rows, keep=keep, mask=mask, n=n, labels=classes, seed=seed,
+                      checkpoint=checkpoint, device=device, precision=precision, progress=True)
+    count = result.completions.shape[:2].numel()
+    if Path(out).suffix.lower() == ".npz":
+        path = save_samples(result.completions.flatten(0, 1), out, "image")
+    else:
+        path = save_grid(result.grid_rows(), out, nrow=2 + n)
+    typer.echo(f"wrote {count} completions of {len(result.original)} image(s) to {path} "
+               f"({time.perf_counter() - start:.1f} s)")
 
 
 @app.command("forecast")

@@ -18,6 +18,7 @@ _MODELS: dict[str, str] = {
     "wavenet": "genlab.models.autoregressive.wavenet:WaveNet",
     "arima": "genlab.models.autoregressive.arima:ARIMA",
     "gpt": "genlab.models.autoregressive.gpt:GPT",
+    "seq2seq": "genlab.models.autoregressive.seq2seq:Seq2Seq",
 }
 
 

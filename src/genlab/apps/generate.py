@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..batch import PROMPT
+from ..batch import PROMPT, SOURCE, SOURCE_MASK
 from ..errors import ArgumentError
 from ..precision import autocast, resolve_precision
 
@@ -86,6 +86,43 @@ def generate_text(run, prompt: str | None = None, *, max_tokens: int = 500, temp
     seconds = time.perf_counter() - t0
     return Generation(prompt or "", shown if stopped_by is not None else tokenizer.decode(new), len(new), seconds,
                       stopped_by)
+
+
+def translate_text(run, sources: Sequence[str], *, decoding: str | None = None, beam_size: int | None = None,
+                   temperature: float | None = None, seed: int = 0, checkpoint: str = "latest",
+                   device: str | None = None, precision: str = "auto") -> list[str]:
+    """The target text of each source line from a sequence-to-sequence run (seq2seq), e.g. "1234" ->
+    "one thousand two hundred thirty-four" on number-words. `decoding`: greedy, beam or sample."""
+    from ..data.text import tokenizer_from_assets
+    from ..runs import Run
+
+    run = run if isinstance(run, Run) else Run(run)
+    model = run.load_model(checkpoint, device=device)
+    if SOURCE not in model.conditions:
+        raise ArgumentError(f"--input translates with a sequence-to-sequence run (seq2seq); {run.path} is a "
+                            f"{run.model_name} run. Use --prompt to continue text instead.")
+    if not sources:
+        raise ArgumentError("give at least one --input text")
+    tokenizer = tokenizer_from_assets(run.assets())
+    try:
+        ids = tokenizer.encode_batch(list(sources))
+    except ArgumentError as e:
+        raise ArgumentError(f"--input: {e}") from None
+    length = model.source_length
+    too_long = [s for s, i in zip(sources, ids) if len(i) > length]
+    if too_long:
+        raise ArgumentError(f"--input {too_long[0]!r} is {len(tokenizer.encode(too_long[0]))} tokens; this run reads "
+                            f"at most {length}")
+    source = torch.zeros(len(ids), length, dtype=torch.long)
+    for row, i in enumerate(ids):
+        source[row, : len(i)] = torch.tensor(i, dtype=torch.long)
+    mask = torch.arange(length)[None] < torch.tensor([len(i) for i in ids])[:, None]
+    generator = torch.Generator(model.device).manual_seed(seed)
+    with autocast(model.device, resolve_precision(precision, model.device)):
+        out = model.sample(len(ids), {SOURCE: source.to(model.device), SOURCE_MASK: mask.to(model.device)},
+                           generator=generator, **model.sample_options(decoding=decoding, beam_size=beam_size,
+                                                                      temperature=temperature))
+    return [tokenizer.decode(row.tolist()) for row in out.cpu()]
 
 
 def _first_stop(text: str, stop: Sequence[str]) -> tuple[str, str] | None:

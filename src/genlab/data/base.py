@@ -276,7 +276,7 @@ def _ensure_loaded() -> None:
     import importlib
 
     # each module registers what it provides; a module missing an optional dependency registers nothing
-    for module in ("images", "toy", "text", "sequences", "series", "domains", "imagecache"):
+    for module in ("images", "toy", "text", "sequences", "number_words", "series", "domains", "imagecache"):
         try:
             importlib.import_module(f"{__package__}.{module}")
         except ModuleNotFoundError as e:

@@ -93,7 +93,7 @@ def save(ckpt_root: Path, step: int, model_name: str, model_state: dict, ema_sta
     tmp = ckpt_root / f".{name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    contiguous = lambda sd: {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+    contiguous = _unshared
     try:
         save_file(contiguous(model_state), tmp / "model.safetensors")
         save_file(contiguous(ema_state), tmp / "ema.safetensors")
@@ -277,3 +277,17 @@ def load_weights(module: torch.nn.Module, state: dict, where: Path) -> None:
         module.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {where} does not fit this model: {str(e).splitlines()[0]} ...") from None
+
+
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, each with its own memory: safetensors refuses tensors that share it, as tied
+    weights do (a GPT's embedding and output layer); loading puts the same values back in the one tensor."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in state.items():
+        tensor = value.detach().contiguous().cpu()
+        if tensor.data_ptr() in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        out[key] = tensor
+    return out
