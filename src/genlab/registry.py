@@ -15,6 +15,7 @@ _MODELS: dict[str, str] = {
     "autoencoder": "genlab.models.vae.autoencoder:Autoencoder",
     "latent-diffusion": "genlab.models.diffusion.latent_diffusion:LatentDiffusion",
     "noise-classifier": "genlab.models.diffusion.noise_classifier:NoiseClassifier",
+    "pixelcnn": "genlab.models.autoregressive.pixelcnn:PixelCNN",
     "wavenet": "genlab.models.autoregressive.wavenet:WaveNet",
     "arima": "genlab.models.autoregressive.arima:ARIMA",
     "gpt": "genlab.models.autoregressive.gpt:GPT",
