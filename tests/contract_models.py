@@ -13,6 +13,7 @@ contract, as a family model would be:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -52,6 +53,12 @@ class TokenModel(GenerativeModel):
         else:
             loss = loss.mean()
         return LossOutput(loss, {"loss": loss.detach()})
+
+    @torch.inference_mode()
+    def bits_per_dim(self, batch, generator=None):
+        x = batch[X]
+        nll = F.cross_entropy(self.table(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten(), reduction="none")
+        return nll.view(len(x), -1).mean(1) / math.log(2)
 
     @torch.inference_mode()
     def sample(self, n, conditions=None, generator=None, **options):

@@ -223,3 +223,14 @@ def test_tied_weights_survive_a_checkpoint(corpus, tmp_path):
     assert model.net.head.weight is model.net.tokens.weight  # still one tensor after loading
     trained = Run(run.path).load_model(ema=False)
     assert torch.equal(trained.net.head.weight, trained.net.tokens.weight)
+
+
+def test_eval_of_a_language_model_run_reports_its_held_out_loss(corpus, trained):
+    from genlab.eval.evaluate import evaluate
+    from genlab.eval.heldout import heldout_evaluator
+
+    entry = evaluate(trained, write=False)
+    data = load_data(f"text:{corpus}", LoadOptions(options={"block_size": 16}))
+    expected = heldout_evaluator(data)(trained.load_model(), 0)
+    assert entry["kind"] == "heldout" and entry["scores"]["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-5)
+    assert entry["scores"]["tokens_per_sec"] > 0

@@ -148,3 +148,15 @@ def test_cli_generate_translates_and_refuses_bad_input(trained, genlab_cli):
                           (["--input", "4", "--prompt", "a"], "not both")):
         bad = genlab_cli("generate", str(trained.path), *args)
         assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+@pytest.mark.slow
+def test_eval_reports_likelihood_and_exact_targets(trained, genlab_cli):
+    from genlab.eval.evaluate import evaluate
+
+    entry = evaluate(trained, write=False)
+    assert entry["kind"] == "heldout" and entry["scores"]["exact_match"] > 0.5, entry["scores"]
+    untrained_loss = math.log(trained.spec.vocab_size)  # a uniform guess
+    assert entry["scores"]["val_loss"] < 0.3 * untrained_loss
+    shown = genlab_cli("eval", str(trained.path))
+    assert shown.returncode == 0 and "exact targets" in shown.stdout and "validation loss" in shown.stdout, shown.stderr

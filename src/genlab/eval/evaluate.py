@@ -24,6 +24,7 @@ import torch
 from .. import __version__
 from ..data import Dataset, load_dataset
 from ..errors import EvalInputError, GenlabError
+from ..registry import get_model_class
 from ..runs import Run, resolve_device
 from . import coverage, frechet
 from .features import FeatureExtractor, feature_extractor, quantize
@@ -234,6 +235,13 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
                    classifier: str | Path | None = None) -> list[dict[str, Any]]:
     """`evaluate` once per entry of `steps` (quality against sampler steps), sharing data and reference."""
     kind, run, path = open_source(source)
+    if kind == "run" and run.spec.kind not in MEASURED_KINDS and run.has_checkpoint() \
+            and get_model_class(run.model_name).likelihood != "none":
+        from .heldout import evaluate_heldout_run
+
+        # no sample-based yardstick for text or series yet: their held-out likelihood and speed
+        return [evaluate_heldout_run(run, checkpoint=checkpoint, data_dir=data_dir, device=device, precision=precision,
+                                     seed=seed, write=write, out=out)]
     if kind != "run" and any(s is not None for s in steps):
         raise EvalInputError("--steps and --sampler apply to runs (genlab samples them); an array is already sampled")
     if kind == "run" and not run.has_checkpoint():
@@ -420,6 +428,10 @@ def _cell(entry: dict, key: str, fmt: str) -> str:
 def summary(entries: list[dict[str, Any]]) -> str:
     """A plain-text table of entries (one column each) with the protocol and the yardstick above it."""
     first = entries[0]
+    if first.get("kind") == "heldout":
+        from .heldout import heldout_summary
+
+        return heldout_summary(first)
     f, p = first["features"], first["protocol"]
     acc = f"{100 * f['accuracy']:.1f}% {f['accuracy_note']}" if f.get("accuracy") is not None else f["accuracy_note"]
     lines = [
