@@ -175,17 +175,17 @@ def test_training_on_digits_beats_the_untrained_model(train_tiny):
 # ------------------------------------------------------------------ sampling and completion
 def naive_sample(model: PixelCNN, n: int, generator: torch.Generator) -> torch.Tensor:
     """Ancestral sampling by the book: the whole network on the whole image for every subpixel."""
-    x = torch.zeros(n, *model.data_shape)
+    x = torch.zeros(n, *model.data_shape, dtype=model.dtype)
     with torch.no_grad():
         for i, j, c in raster(model.data_shape):
             x[:, c, i, j] = model._draw(model(x)[:, c, :, i, j], generator)
-    return x
+    return x.float()
 
 
-@pytest.mark.parametrize("shape, output", [((1, 7, 6), "softmax"), ((3, 5, 4), "logistic"), ((3, 5, 4), "softmax")])
-def test_sampling_by_rows_and_windows_draws_what_the_whole_network_would(shape, output):
-    model = make(shape, output=output, layers=2)  # a receptive field smaller than the image: windows crop
-    assert model.rows_up < shape[1] and model.columns_left < shape[2]
+@pytest.mark.parametrize("shape, output, layers", [((1, 7, 6), "softmax", 2), ((1, 7, 6), "logistic", 4),
+                                                   ((3, 5, 4), "logistic", 3), ((3, 5, 4), "softmax", 2)])
+def test_cached_sampling_draws_what_the_whole_network_would(shape, output, layers):
+    model = sharpen(make(shape, output=output, layers=layers, first_kernel=5), 3.0).double()
     assert torch.equal(model.sample(3, generator=gen(1)), naive_sample(model, 3, gen(1)))
 
 

@@ -49,6 +49,12 @@ class VerticalConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(F.pad(x, self.pad), self.weight, self.bias)
 
+    def last_row(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in, rows, W), the last k//2 + 1 rows or fewer up to some row -> (B, out, 1, W) the output at
+        that row alone (sampling, a row at a time)."""
+        left, right, _, _ = self.pad
+        return self._conv_forward(F.pad(x, (left, right, self.kernel_size[0] - x.shape[2], 0)), self.weight, self.bias)
+
 
 class HorizontalConv(nn.Conv2d):
     """A 1 x (k//2 + 1) convolution over the current row up to the current pixel, channel-masked there.
@@ -72,3 +78,15 @@ class HorizontalConv(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(F.pad(x, (self.left, 0, 0, 0)), self.weight * self.mask, self.bias)
+
+    def column_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight (out, (k//2 + 1) * in), bias) for `column`: the masked kernel, column-major."""
+        return (self.weight * self.mask).permute(0, 3, 1, 2).flatten(1), self.bias
+
+    @staticmethod
+    def column(window: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """(B, k//2 + 1, in) the inputs up to one pixel, oldest column first -> (B, out) the output there.
+
+        One matrix product with `column_weights()`: sampling goes one pixel at a time, where a
+        convolution over a single column would pay oneDNN's set-up for every call."""
+        return F.linear(window.flatten(1), *weights)
