@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--data", default="mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--minutes", type=float, default=10.0, help="PixelCNN training minutes")
-    parser.add_argument("--baseline-minutes", type=float, default=None, help="VAE and DDPM minutes (default: --minutes)")
+    parser.add_argument("--baseline-minutes", type=float, default=None,
+                        help="VAE and DDPM training minutes (default: --minutes)")
     parser.add_argument("--pixelcnn", default=None, help="an existing pixelcnn run instead of training one")
     parser.add_argument("--vae", default=None, help="an existing vae run on the same data")
     parser.add_argument("--ddpm", default=None, help="an existing ddpm run on the same data")

@@ -144,7 +144,8 @@ def test_bits_per_dim_is_the_chain_rule_summed_by_hand(output):
             lower = torch.where(value < -0.999, torch.zeros_like(value), cdf(value - 1 / 255))
             total += torch.logsumexp(torch.log(upper - lower) + logits.log_softmax(-1), dim=-1)
     by_hand = -total / (27 * math.log(2))
-    assert torch.allclose(model.bits_per_dim({"x": x}).double(), by_hand, rtol=1e-4), (model.bits_per_dim({"x": x}), by_hand)
+    exact = model.bits_per_dim({"x": x}).double()
+    assert torch.allclose(exact, by_hand, rtol=1e-4), (exact, by_hand)
 
 
 def test_bits_per_dim_is_computed_in_float32_under_autocast():
@@ -260,8 +261,10 @@ def test_complete_api_keeps_the_top_rows_and_draws_n_completions(train_tiny):
     assert result.completions.shape == (2, 3, 1, 8, 8)
     assert torch.equal(result.completions[:, :, :, :3], images[:, None, :, :3].expand(-1, 3, -1, -1, -1))
     assert result.grid_rows().shape == (2 * 5, 1, 8, 8)
-    assert torch.equal(complete(run, images, keep="top-half", n=3, seed=0).mask, keep_mask((1, 8, 8), rows=4).expand(2, -1, -1, -1))
+    half = complete(run, images, keep="top-half", n=3, seed=0)
+    assert torch.equal(half.mask, keep_mask((1, 8, 8), rows=4).expand(2, -1, -1, -1))
     for kwargs, message in [({}, "say what to keep"), ({"rows": 8}, "between 1 and 7"), ({"keep": "left"}, "top-half"),
+                            ({"rows": 2, "keep": "top-half"}, "one of --rows and --keep"),
                             ({"rows": 2, "labels": [1]}, "trained without label")]:
         with pytest.raises(ArgumentError, match=message):
             complete(run, images, **kwargs)
@@ -288,7 +291,8 @@ def test_complete_through_the_cli(tmp_path, genlab_cli, tiny_model_set_args):
     completed, _ = load_samples(tmp_path / "completed.npz")
     assert completed.shape == (4, 1, 8, 8)
     assert torch.equal(completed[:, :, :3], given.repeat_interleave(2, 0)[:, :, :3])  # 8-bit files both
-    done = genlab_cli("complete", tmp_path / "run", "--input", tmp_path / "in.npz", "-n", "3", "--out", tmp_path / "c.png")
+    done = genlab_cli("complete", tmp_path / "run", "--input", tmp_path / "in.npz", "-n", "3",
+                      "--out", tmp_path / "c.png")  # --keep top-half by default
     assert done.returncode == 0, done.stderr
     width, height = Image.open(tmp_path / "c.png").size  # per image a row: original, kept part, 3 completions
     assert width > 2 * height

@@ -41,7 +41,9 @@ class Completion:
 def keep_mask(shape: tuple[int, ...], rows: int | None = None, keep: str | None = None) -> torch.Tensor:
     """(1, 1, H, W) bool, True on the top `rows` rows of (C, H, W) images, or on the part `keep` names."""
     height = shape[-2]
-    if (rows is None) == (keep is None):
+    if rows is not None and keep is not None:
+        raise ArgumentError("give one of --rows and --keep")
+    if rows is None and keep is None:
         raise ArgumentError("say what to keep: --rows K (the top K rows) or --keep top-half")
     if keep is not None:
         if keep not in KEEP:
