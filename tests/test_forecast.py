@@ -88,6 +88,27 @@ def test_forecast_gives_paths_intervals_and_scores_in_the_series_units(arima_run
     assert path.stat().st_size > 5000
 
 
+def test_rolling_origins_average_the_scores_and_keep_the_first_origins_paths(arima_run):
+    from genlab.apps.forecast import forecast
+
+    single = forecast(arima_run, horizon=6, n_paths=20, seed=1)
+    rolling = forecast(arima_run, horizon=6, n_paths=20, seed=1, origins=3)
+    assert rolling.origins == 3 and torch.equal(rolling.paths, single.paths)
+    assert rolling.scores["arima"] != single.scores["arima"] and "mean over 3 origins" in rolling.table()
+    # the seasonal-naive score by hand: the mean over the three origins of its MASE
+    from genlab.api import load_run_data
+    from genlab.data.series import series_stats_from_assets
+
+    data = load_run_data(arima_run)
+    mean, std = series_stats_from_assets(arima_run.assets())
+    head, tail = data.train * std + mean, data.val * std + mean
+    by_hand = sum(mase(tail[:, k : k + 6], seasonal_naive_forecast(torch.cat([head, tail[:, :k]], 1), 6, 12),
+                       torch.cat([head, tail[:, :k]], 1), 12) for k in range(3)) / 3
+    assert math.isclose(rolling.scores["seasonal naive"]["MASE"], by_hand, rel_tol=1e-6)
+    with pytest.raises(ArgumentError, match="choose --horizon 22 or less, fewer --origins"):
+        forecast(arima_run, horizon=23, origins=3)
+
+
 def test_forecast_refuses_a_horizon_beyond_the_tail_and_a_model_that_does_not_forecast(arima_run, train_tiny):
     from genlab.apps.forecast import forecast
 

@@ -31,8 +31,9 @@ def tiny(kind: str = "series", channels: int = 1, window: int = 64, **changes) -
 
 
 # ------------------------------------------------------------------ causality and the receptive field
-def test_outputs_never_see_later_inputs_and_see_the_whole_receptive_field():
-    model = tiny(layers=4)
+@pytest.mark.parametrize("inputs", ["embedding", "value"])
+def test_outputs_never_see_later_inputs_and_see_the_whole_receptive_field(inputs):
+    model = tiny(layers=4, inputs=inputs)
     rf = model.receptive_field
     assert model.dilations == [1, 2, 4, 8] and rf == 1 + 1 + 1 + 2 + 4 + 8  # kernel 2: one past step per dilation
     ids = torch.randint(0, 16, (1, 1, 48), generator=gen(0))
@@ -71,9 +72,10 @@ def test_cached_step_equals_the_full_convolution(kernel_size):
     assert torch.allclose(rest, full[..., 9:], atol=1e-6)
 
 
+@pytest.mark.parametrize("inputs", ["embedding", "value"])
 @pytest.mark.parametrize("context_length", [0, 5, 60])  # none, shorter and longer than the receptive field
-def test_fast_generation_equals_recomputing_the_receptive_field(context_length):
-    model = tiny(layers=4, channels=2)
+def test_fast_generation_equals_recomputing_the_receptive_field(context_length, inputs):
+    model = tiny(layers=4, channels=2, inputs=inputs)
     context = torch.randint(0, 16, (3, 2, context_length), generator=gen(2)) if context_length else None
     fast = model.generate(context, 40, 3, gen(3))
     naive = model.generate(context, 40, 3, gen(3), fast=False)
@@ -93,10 +95,11 @@ def test_fast_step_logits_match_the_full_pass():
 
 
 # ------------------------------------------------------------------ exact likelihood
+@pytest.mark.parametrize("inputs", ["embedding", "value"])
 @pytest.mark.parametrize("channels, bins, length", [(1, 3, 4), (2, 2, 3)])
 @torch.no_grad()
-def test_likelihood_sums_to_one_over_every_sequence_and_follows_the_chain_rule(channels, bins, length):
-    model = tiny(channels=channels, window=length, bins=bins, layers=2)
+def test_likelihood_sums_to_one_over_every_sequence_and_follows_the_chain_rule(channels, bins, length, inputs):
+    model = tiny(channels=channels, window=length, bins=bins, layers=2, inputs=inputs)
     every = torch.tensor(list(itertools.product(range(bins), repeat=channels * length))).view(-1, channels, length)
     log_p = model.log_likelihood(every)
     assert torch.allclose(log_p.double().exp().sum(), torch.tensor(1.0, dtype=torch.float64), atol=1e-5)
@@ -136,6 +139,8 @@ def test_mu_law_is_the_papers_companding_and_round_trips_within_a_bin():
 def test_series_values_are_clipped_to_clip_standard_deviations():
     model = tiny(clip=2.0)
     assert model.quantization == "uniform" and tiny("audio").quantization == "mu-law"
+    assert tiny(difference=1).quantization == "mu-law"  # increments sit near zero, where mu-law's bins are fine
+    assert (model.inputs, tiny("audio").inputs) == ("value", "embedding")
     q = model.quantize(torch.tensor([-9.0, -2.0, 0.0, 2.0, 9.0]))
     assert q.tolist()[0] == q.tolist()[1] == 0 and q.tolist()[-1] == q.tolist()[-2] == 15
     assert torch.allclose(model.dequantize(model.quantize(torch.tensor([0.3]))), torch.tensor([0.3]), atol=2 / 16)
@@ -208,3 +213,22 @@ def test_speech_fixture_is_a_few_seconds_of_8khz_mono():
         assert (w.getframerate(), w.getsampwidth(), w.getnchannels()) == (8000, 2, 1)
         assert 2 <= w.getnframes() / 8000 <= 8
     assert SPEECH.stat().st_size < 100_000
+
+
+def test_hl_gauss_targets_are_distributions_centred_on_the_value():
+    model = tiny(bins=32, clip=4.0)
+    x = torch.tensor([[[-9.0, -1.1, 0.3, 2.1]]])  # (B, C, T), no value on a bin edge
+    soft = model._gaussian_targets(x, 2.0)  # (B, bins, C, T)
+    assert soft.shape == (1, 32, 1, 4) and torch.allclose(soft.sum(1), torch.ones(1, 1, 4))
+    assert torch.equal(soft.argmax(1), model.quantize(x))
+    assert float(soft[0, 0, 0, 0]) > 0.5  # a clipped value: the tail beyond the end bin stays in it
+
+
+def test_training_loss_draws_its_input_noise_from_the_generator():
+    model = tiny(input_noise=0.3).train()
+    batch = {"x": torch.randn(4, 1, 64, generator=gen(0))}
+    a, b = (model.training_loss(batch, "model", 0, gen(s)).loss for s in (1, 1))
+    assert torch.equal(a, b) and not torch.equal(a, model.training_loss(batch, "model", 0, gen(2)).loss)
+    model.eval()  # no noise and one-hot targets: the exact negative log-likelihood per sample
+    exact = model.training_loss(batch, "model", 0, gen(1)).loss
+    assert torch.allclose(exact, model.bits_per_dim(batch).mean() * math.log(2), atol=1e-5)

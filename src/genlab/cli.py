@@ -300,13 +300,14 @@ def forecast_cmd(
     out: Optional[str] = typer.Option(None, help="plot of history, held-out tail, median and 80%/95% intervals (.png)"),
     seed: int = typer.Option(0, help="random seed"),
     season: Optional[int] = typer.Option(None, help="steps per season for the seasonal-naive forecast (default: the data's)"),
+    origins: int = typer.Option(1, help="average the scores over this many forecast origins stepping into the tail"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
 ) -> None:
     """Forecast past the training part of a series run; print MASE and sMAPE against naive baselines."""
     from .apps.forecast import forecast, plot_forecast
 
-    result = forecast(run, horizon, paths, seed, season=season, checkpoint=checkpoint, device=device)
+    result = forecast(run, horizon, paths, seed, season=season, origins=origins, checkpoint=checkpoint, device=device)
     typer.echo(result.table())
     if out:
         typer.echo(f"plot: {plot_forecast(result, out)}")

@@ -6,6 +6,11 @@ forecast continues the whole head by `horizon` steps with any model that draws s
 units with the run's saved statistics, and summarises them by their median and central 80% and 95%
 intervals. The median is scored against the first `horizon` steps of the tail by MASE and sMAPE
 (genlab.eval.forecasting), beside the naive and seasonal-naive forecasts from the same history.
+
+One origin is one draw of luck (a seasonal-naive copy of the last cycle can happen to be in phase). With
+`origins=k` the forecast is repeated from the end of the head and from each of the next k - 1 steps of the
+tail (the model conditions on the observed tail up to its origin, no refit: a rolling origin, Tashman
+2000), and the scores and coverages are averaged over the k origins; paths and plot are the first origin's.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class Forecast:
     season: int
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> {"MASE", "sMAPE"}
     coverage: dict[int, float] = field(default_factory=dict)  # level -> share of actual values inside
+    origins: int = 1  # forecast origins the scores and coverages average over
 
     @property
     def horizon(self) -> int:
@@ -46,12 +52,14 @@ class Forecast:
         lines += [f"{name:<16} {s['MASE']:>7.3f} {s['sMAPE']:>8.2f}" for name, s in rows]
         cover = ", ".join(f"{level}% interval holds {100 * share:.0f}%" for level, share in self.coverage.items())
         season = f"season {self.season}" if self.season > 1 else "no season"
-        lines.append(f"({self.model}, {len(self.paths)} paths, horizon {self.horizon}, {season}; {cover} of the tail)")
+        origins = f", mean over {self.origins} origins" if self.origins > 1 else ""
+        lines.append(f"({self.model}, {len(self.paths)} paths, horizon {self.horizon}, {season}{origins}; "
+                     f"{cover} of the tail)")
         return "\n".join(lines)
 
 
 def forecast(run, horizon: int = 24, n_paths: int = 100, seed: int = 0, *, season: int | None = None,
-             checkpoint: str = "latest", device: str | None = None) -> Forecast:
+             origins: int = 1, checkpoint: str = "latest", device: str | None = None) -> Forecast:
     """Forecast `horizon` steps past the training part of a series run and score them.
 
     Args:
@@ -60,6 +68,8 @@ def forecast(run, horizon: int = 24, n_paths: int = 100, seed: int = 0, *, seaso
         n_paths: Sample paths drawn; the median and intervals are taken across them.
         seed: Seeds the one generator every path is drawn from.
         season: Steps per season for the seasonal-naive forecast and MASE's scale; None: the data's own.
+        origins: Forecast from this many consecutive origins (the end of the training part, then one step
+            further into the tail each) and average the scores over them.
 
     Returns:
         A `Forecast`: paths, median, 80% and 95% intervals, MASE and sMAPE of the model's median and of the
@@ -78,32 +88,42 @@ def forecast(run, horizon: int = 24, n_paths: int = 100, seed: int = 0, *, seaso
     if not callable(getattr(model, "forecast_paths", None)):
         raise ArgumentError(f"{run.path} is a {run.model_name} run, which draws no forecasts; train a model that "
                             "does (wavenet, arima) on a series, e.g. `genlab train arima --data sunspots`")
-    if horizon < 1 or n_paths < 1:
-        raise ArgumentError(f"--horizon and --paths must be at least 1, got {horizon} and {n_paths}")
+    if horizon < 1 or n_paths < 1 or origins < 1:
+        raise ArgumentError(f"--horizon, --paths and --origins must be at least 1, got {horizon}, {n_paths}, {origins}")
     data = load_run_data(run)
     head, tail = getattr(data, "train", None), getattr(data, "val", None)
     if not isinstance(head, torch.Tensor) or not isinstance(tail, torch.Tensor):
         raise ArgumentError(f"{run.path} was not trained on a series (its data: {data.name}); forecasts need one")
-    if horizon > tail.shape[-1]:
+    if horizon + origins - 1 > tail.shape[-1]:
+        most = tail.shape[-1] - origins + 1
         raise ArgumentError(f"the held-out tail of {data.name} has {tail.shape[-1]} steps, fewer than --horizon "
-                            f"{horizon}; choose --horizon {tail.shape[-1]} or less, or a larger window "
-                            "(--set train.data_options.window=..., which holds out at least one window)")
+                            f"{horizon} from {origins} origin(s); choose --horizon {most} or less, fewer --origins, or "
+                            "a larger window (--set train.data_options.window=..., which holds out at least one window)")
     generator = torch.Generator(model.device).manual_seed(seed)
-    paths = model.forecast_paths(head, horizon, n_paths, generator).float().cpu()  # (n, C, H), standardised
     assets = run.assets()
     if STATS_ASSET in assets:  # back to the series' own units
         mean, std = series_stats_from_assets(assets)
         to_units = lambda x: x * std[:, None] + mean[:, None]  # noqa: E731
     else:  # audio is modelled in its own units
         to_units = lambda x: x  # noqa: E731
-    history, actual, paths = to_units(head), to_units(tail[..., :horizon]), to_units(paths)
-    median = paths.median(0).values
-    intervals = {level: (paths.quantile((1 - level / 100) / 2, 0), paths.quantile(1 - (1 - level / 100) / 2, 0))
-                 for level in LEVELS}
     season = int(season if season is not None else data.spec.extras.get("season") or 0)
-    return Forecast(str(run.path), run.model_name, history, actual, paths, median, intervals, season,
-                    scores=forecast_scores(actual, {run.model_name: median}, history, season),
-                    coverage={level: coverage(actual, lo, hi) for level, (lo, hi) in intervals.items()})
+    results = []
+    for k in range(origins):
+        observed = torch.cat([head, tail[..., :k]], -1)
+        paths = to_units(model.forecast_paths(observed, horizon, n_paths, generator).float().cpu())  # (n, C, H)
+        history, actual = to_units(observed), to_units(tail[..., k : k + horizon])
+        median = paths.median(0).values
+        intervals = {level: (paths.quantile((1 - level / 100) / 2, 0), paths.quantile(1 - (1 - level / 100) / 2, 0))
+                     for level in LEVELS}
+        results.append(Forecast(str(run.path), run.model_name, history, actual, paths, median, intervals, season,
+                                scores=forecast_scores(actual, {run.model_name: median}, history, season),
+                                coverage={level: coverage(actual, lo, hi) for level, (lo, hi) in intervals.items()}))
+    first = results[0]
+    first.origins = origins
+    first.scores = {method: {key: sum(r.scores[method][key] for r in results) / origins for key in values}
+                    for method, values in first.scores.items()}
+    first.coverage = {level: sum(r.coverage[level] for r in results) / origins for level in LEVELS}
+    return first
 
 
 def plot_forecast(result: Forecast, path: str | Path, history_steps: int | None = None, channel: int = 0) -> Path:
