@@ -118,7 +118,7 @@ class GatedResidualBlock(nn.Module):
 
 class WaveNet(GenerativeModel):
     family = "autoregressive"
-    description = "WaveNet: dilated causal convolutions, gated residual blocks, 256-way mu-law softmax (audio, series)"
+    description = "WaveNet: dilated causal convolutions, gated residual blocks, 256-way softmax (mu-law audio, series)"
     config_class = WaveNetConfig
     train_defaults = {"lr": 2e-3, "batch_size": 32, "warmup_steps": 50, "ema_decay": 0.995}
     likelihood = "exact"
