@@ -418,5 +418,5 @@ def test_unknown_dataset_lists_valid_names():
 def test_dataset_infos_cover_the_loaders():
     names = {info.name for info in dataset_infos()}
     assert {"digits", "mnist", "fashion-mnist", "kmnist", "cifar10", *TOY_SETS} <= names
-    assert all(info.needs_files == (info.name in {"mnist", "fashion-mnist", "kmnist", "cifar10"})
+    assert all(info.needs_files == (info.name in {"mnist", "fashion-mnist", "kmnist", "cifar10", "shakespeare"})
                for info in dataset_infos())
