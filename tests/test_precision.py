@@ -177,3 +177,14 @@ def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits(train_tiny, mon
     with pytest.warns(UserWarning, match="batches of 5"):
         x = sample_in_batches(model, 20, batch_size=32, timings=timings)  # 20 -> 10 -> 5
     assert x.shape[0] == 20 and [m for m, _ in timings] == [5, 5, 5, 5]
+
+
+def test_auto_takes_a_models_measured_choice_for_its_device():
+    from genlab.precision import resolve_precision
+
+    class Small(torch.nn.Module):
+        auto_precision = {"cpu": "fp32"}
+
+    assert resolve_precision("auto", torch.device("cpu"), Small()) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu"), Small()) == "bf16"  # an explicit choice stands
+    assert resolve_precision("auto", torch.device("cpu"), torch.nn.Linear(1, 1)) == resolve_precision("auto", torch.device("cpu"))

@@ -38,12 +38,19 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """The precision `name` means on `device`: "fp32", "bf16" or "fp16" (never "auto")."""
+def resolve_precision(name: str, device: torch.device, model: torch.nn.Module | None = None) -> str:
+    """The precision `name` means on `device`: "fp32", "bf16" or "fp16" (never "auto").
+
+    With a `model`, "auto" first takes the model's own measured choice for the device type
+    (`GenerativeModel.auto_precision`: a small transformer runs slower under CPU autocast than in fp32).
+    """
     if name not in PRECISIONS:
         raise ArgumentError(f"unknown precision '{name}'; choose from {', '.join(PRECISIONS)}")
     device = torch.device(device)
     if name == "auto":
+        chosen = getattr(model, "auto_precision", {}).get(device.type)
+        if chosen is not None:
+            return resolve_precision(chosen, device)
         return "bf16" if device.type in ("cuda", "cpu") and native_bf16(device) else "fp32"
     if name == "bf16" and not native_bf16(device):
         if device.type == "cuda":
@@ -78,6 +85,6 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
 def sampling_precision(model: torch.nn.Module, precision: str = "auto") -> Iterator[str]:
     """Run a block of sampling under `precision` on the model's device; yields the resolved name."""
     device = next(model.parameters(), torch.empty(0)).device
-    resolved = resolve_precision(precision, device)
+    resolved = resolve_precision(precision, device, model)
     with autocast(device, resolved):
         yield resolved

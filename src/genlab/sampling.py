@@ -51,7 +51,7 @@ def sample_in_batches(model, n: int, conditions: Batch | None = None, *, seed: i
     conditions = conditions or {}
     device = model.device
     batch_size = max(1, min(batch_size, n))
-    resolved = resolve_precision(precision, device)
+    resolved = resolve_precision(precision, device, model)
     batches = -(-n // batch_size)
     compile_seconds = None
     if compiled_for(model) is None and should_compile(compile, model, "sample", device,

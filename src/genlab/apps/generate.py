@@ -69,7 +69,7 @@ def generate_text(run, prompt: str | None = None, *, max_tokens: int = 500, temp
     new: list[int] = []
     shown, stopped_by = "", None
     t0 = time.perf_counter()
-    with autocast(model.device, resolve_precision(precision, model.device)):
+    with autocast(model.device, resolve_precision(precision, model.device, model)):
         for token in model.generate(ids, max_tokens, generator=generator, cache=cache, **options):
             new.append(int(token[0]))  # one host read per token: the tokenizer needs it anyway
             text = tokenizer.decode(new)
@@ -118,7 +118,7 @@ def translate_text(run, sources: Sequence[str], *, decoding: str | None = None, 
         source[row, : len(i)] = torch.tensor(i, dtype=torch.long)
     mask = torch.arange(length)[None] < torch.tensor([len(i) for i in ids])[:, None]
     generator = torch.Generator(model.device).manual_seed(seed)
-    with autocast(model.device, resolve_precision(precision, model.device)):
+    with autocast(model.device, resolve_precision(precision, model.device, model)):
         out = model.sample(len(ids), {SOURCE: source.to(model.device), SOURCE_MASK: mask.to(model.device)},
                            generator=generator, **model.sample_options(decoding=decoding, beam_size=beam_size,
                                                                       temperature=temperature))

@@ -31,7 +31,7 @@ def timed_sampling(model, n: int, *, batch_size: int = 500, seed: int = 0, condi
     options = options or {}
     device = model.device
     batch_size = min(batch_size, n)
-    resolved = resolve_precision(precision, device)
+    resolved = resolve_precision(precision, device, model)
     calls = -(-n // batch_size) * model.network_calls(**options)
     if compiled_for(model) is None and should_compile(compile, model, "sample", device, calls):
         compile_model(model, "sample")

@@ -64,6 +64,9 @@ class GenerativeModel(nn.Module, abc.ABC):
     # "sample": from this many network calls in one sampling job; "train": from this many minutes of
     # training (a --steps budget never compiles by default). Unlisted: not compiled unless asked.
     compile_pays_after: ClassVar[dict[str, dict[str, int]]] = {"train": {}, "sample": {}}
+    # what --precision auto means for this model, per device type, where measurement overrules the
+    # hardware rule (genlab.precision); unlisted: bf16 where the hardware has it
+    auto_precision: ClassVar[dict[str, str]] = {}
     # convolutional networks whose sampling runs faster with channels-last tensors (oneDNN's layout)
     prefers_channels_last: ClassVar[bool] = False
     # False for a model that only serves other runs at their sampling (a guiding classifier): no sample

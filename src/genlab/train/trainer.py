@@ -79,7 +79,7 @@ class Trainer:
         # parameters that some optimizer steps; a phase turns off gradients of the others
         self._stepped = {id(p): p for o in self.optimizers.values() for p in o.params}
         self.ema = EMA(self.model, cfg.ema_decay, self.model.ema_modules())
-        self.precision = resolve_precision(cfg.precision, self.device)
+        self.precision = resolve_precision(cfg.precision, self.device, self.model)
         # fp16 only: one scaler per optimizer, since phases step their optimizers separately
         self.scalers = {name: grad_scaler(self.device, self.precision) for name in self.optimizers}
         self.compile_seconds: float | None = None
@@ -433,7 +433,10 @@ class Trainer:
         """Say once how this session computes: device, precision and compilation."""
         how = f"{self.device}, precision {self.precision}"
         if self.cfg.precision == "auto":
-            how += " (auto: " + ("native bf16 here)" if self.precision == "bf16" else "no native bf16 here)")
+            if self.device.type in getattr(self.model, "auto_precision", {}):
+                how += f" (auto: {type(self.model).__name__}'s measured choice on {self.device.type})"
+            else:
+                how += " (auto: " + ("native bf16 here)" if self.precision == "bf16" else "no native bf16 here)")
         how += ", compiled" if compiling or compiled_for(self.model) else ""
         self.log.info("training on %s", how)
         if self.progress:
