@@ -234,3 +234,19 @@ def test_eval_of_a_language_model_run_reports_its_held_out_loss(corpus, trained)
     expected = heldout_evaluator(data)(trained.load_model(), 0)
     assert entry["kind"] == "heldout" and entry["scores"]["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-5)
     assert entry["scores"]["tokens_per_sec"] > 0
+
+
+def test_bpe_runs_generate_whole_characters(tmp_path):
+    # byte-level BPE tokens can end inside a UTF-8 character: the streamed text never shows half of one
+    text = "".join(f"café {w} naïve über {w}.\n" for w in ["rose", "lily", "iris"] * 60)
+    path = tmp_path / "accents.txt"
+    path.write_text(text, encoding="utf-8")
+    run = genlab.train("gpt", f"text:{path}", out=tmp_path / "bpe", steps=40, progress=False,
+                       model_config=tiny_config("gpt"), data_options={"block_size": 16, "tokenizer": "bpe",
+                                                                      "vocab_size": 300},
+                       **{**TINY_TRAIN_OPTIONS, "lr": 1e-2})
+    pieces = []
+    out = generate_text(run, "café", max_tokens=30, seed=0, stream=pieces.append)
+    assert "\ufffd" not in "".join(pieces) and "".join(pieces) == out.text
+    entry = genlab.evaluate(run.path, write=False)
+    assert entry["scores"]["bits_per_char"] < entry["scores"]["bits_per_token"]  # a token spans several characters

@@ -84,8 +84,12 @@ def generate_text(run, prompt: str | None = None, *, max_tokens: int = 500, temp
             if stopped_by is not None:
                 break
     seconds = time.perf_counter() - t0
-    return Generation(prompt or "", shown if stopped_by is not None else tokenizer.decode(new), len(new), seconds,
-                      stopped_by)
+    if stopped_by is None:  # the budget ran out: all of it, but never half a character at the end
+        text = tokenizer.decode(new).rstrip("\ufffd")
+        if stream and len(text) > len(shown) and text.startswith(shown):
+            stream(text[len(shown):])
+        shown = text
+    return Generation(prompt or "", shown, len(new), seconds, stopped_by)
 
 
 def translate_text(run, sources: Sequence[str], *, decoding: str | None = None, beam_size: int | None = None,
