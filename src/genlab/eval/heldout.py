@@ -74,26 +74,28 @@ def evaluate_heldout_run(run, *, checkpoint: str = "latest", data_dir: str | Non
     t0 = time.perf_counter()
     scores = heldout_evaluator(data)(model, model.checkpoint_step)
     likelihood_seconds = time.perf_counter() - t0
-    conditions = None
+    validation = data.validation()  # every held-out item, read once
+    count = len(validation[X])
+    conditions = held = None
     if model.required_inputs:  # a translator: time it on held-out sources
-        n = n or min(500, len(data.validation()[X]))
-        conditions = model.evaluation_conditions(n, real=data.validation(n))
+        n = n or min(500, count)
+        held = {k: v[:n] for k, v in validation.items()}
+        conditions = model.evaluation_conditions(n, real=held)
     n = n or 16
     t1 = time.perf_counter()
     samples = sample_in_batches(model, n, conditions, seed=seed, batch_size=min(n, 250), options=model.sample_options(),
                                 precision=precision, compile=False)
     seconds = time.perf_counter() - t1
     scores["samples_per_sec"] = round(n / seconds, 3)
-    if conditions is not None and X in data.validation(n):  # a translator: the share of exact targets
-        scores["exact_match"] = round(exact_match(samples, data.validation(n)[X]), 4)
+    if held is not None:  # a translator: the share of exact targets
+        scores["exact_match"] = round(exact_match(samples, held[X]), 4)
     if data.spec.kind == "tokens":
         scores["tokens_per_sec"] = round(n * (samples.shape[1] - 1) / seconds, 1)
-    validation = data.validation()
     entry = {"time": started, "genlab_version": __version__, "source": str(run.path), "kind": "heldout",
              "run": {"model": run.model_name, "checkpoint": checkpoint, "checkpoint_step": model.checkpoint_step,
                      "parameters": sum(p.numel() for p in model.parameters()),
                      "train_seconds": run.info()["train_seconds"]},
-             "protocol": {"data": data.name, "split": "validation", "windows": len(next(iter(validation.values()))),
+             "protocol": {"data": data.name, "split": "validation", "windows": count,
                           "window": list(data.spec.shape), "likelihood": model.likelihood, "speed_samples": n,
                           "seed": seed},
              "scores": scores,

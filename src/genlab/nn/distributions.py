@@ -27,3 +27,19 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
 
 def nats_to_bits_per_dim(nats: torch.Tensor, dims: int) -> torch.Tensor:
     return nats / (dims * math.log(2))
+
+
+def token_nll(logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy in nats of each target token (B, T) under logits (B, T, V), in float32, and each
+    position's weight (B, T): `keep` (False for padding) as floats, or ones."""
+    nll = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    nll = nll.view(targets.shape)
+    return nll, keep.float() if keep is not None else torch.ones_like(nll)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of values over the weighted positions (all of them, or along `dim`); 0 where none count."""
+    if dim is None:
+        return (values * weights).sum() / weights.sum().clamp(min=1)
+    return (values * weights).sum(dim) / weights.sum(dim).clamp(min=1)

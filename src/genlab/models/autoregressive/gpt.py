@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator, Literal
 
 import torch
-import torch.nn.functional as F
 
 from ...batch import PROMPT, X, X_MASK
 from ...data.base import DataSpec
 from ...errors import ArgumentError
+from ...nn.distributions import token_nll, weighted_mean
 from ...nn.transformer import TransformerDecoder
 from ...train.optim import OptimizerSpec, ParamGroup
 from ..base import GenerativeModel, LossOutput
@@ -112,21 +112,16 @@ class GPT(GenerativeModel):
     def _token_nll(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token negative log-likelihood in nats (B, T) of x[:, 1:] given its past, and its weights."""
         x = batch[X]  # (B, T+1)
-        logits = self(x[:, :-1])  # (B, T, V)
-        nll = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten(), reduction="none").view(x.shape[0], -1)
-        weights = batch[X_MASK][:, 1:].float() if X_MASK in batch else torch.ones_like(nll)
-        return nll, weights
+        return token_nll(self(x[:, :-1]), x[:, 1:], batch[X_MASK][:, 1:] if X_MASK in batch else None)
 
     def training_loss(self, batch, phase, step, generator):
-        nll, weights = self._token_nll(batch)
-        loss = (nll * weights).sum() / weights.sum().clamp(min=1)
+        loss = weighted_mean(*self._token_nll(batch))
         return LossOutput(loss, {"loss": loss.detach()})
 
     @torch.inference_mode()
     def bits_per_dim(self, batch, generator=None) -> torch.Tensor:
         """Exact negative log-likelihood of each window's predicted tokens, in bits per token (B,)."""
-        nll, weights = self._token_nll(batch)
-        return ((nll * weights).sum(1) / weights.sum(1).clamp(min=1) / math.log(2)).float()
+        return (weighted_mean(*self._token_nll(batch), dim=1) / math.log(2)).float()
 
     # ------------------------------------------------------------------ generation
     def sample_options(self, temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,

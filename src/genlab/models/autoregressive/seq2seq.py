@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from ...batch import SOURCE, SOURCE_MASK, X, X_MASK
 from ...data.base import DataSpec
 from ...errors import ArgumentError
+from ...nn.distributions import token_nll, weighted_mean
 from ...nn.transformer import TransformerDecoder, TransformerEncoder
 from ...train.optim import OptimizerSpec, no_decay_groups
 from ..base import GenerativeModel, LossOutput
@@ -74,21 +74,17 @@ class Seq2Seq(GenerativeModel):
 
     # ------------------------------------------------------------------ training and likelihood
     def _token_nll(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        x, keep = batch[X], batch[X_MASK]  # (B, T): BOS target EOS PAD...
-        logits = self(batch[SOURCE], batch[SOURCE_MASK], x[:, :-1])
-        nll = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten(), reduction="none").view(x.shape[0], -1)
-        return nll, keep[:, 1:].float()
+        x = batch[X]  # (B, T): BOS target EOS PAD...
+        return token_nll(self(batch[SOURCE], batch[SOURCE_MASK], x[:, :-1]), x[:, 1:], batch[X_MASK][:, 1:])
 
     def training_loss(self, batch, phase, step, generator):
-        nll, weights = self._token_nll(batch)
-        loss = (nll * weights).sum() / weights.sum().clamp(min=1)
+        loss = weighted_mean(*self._token_nll(batch))
         return LossOutput(loss, {"loss": loss.detach()})
 
     @torch.inference_mode()
     def bits_per_dim(self, batch, generator=None) -> torch.Tensor:
         """Exact -log2 p(target | source) per target token (EOS included), per pair (B,)."""
-        nll, weights = self._token_nll(batch)
-        return ((nll * weights).sum(1) / weights.sum(1).clamp(min=1) / math.log(2)).float()
+        return (weighted_mean(*self._token_nll(batch), dim=1) / math.log(2)).float()
 
     # ------------------------------------------------------------------ decoding
     def sample_options(self, decoding: str | None = None, beam_size: int | None = None,
