@@ -25,7 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # entry here: the contract test refuses to run a model at its full, slow default size.
 TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "vae": {"latent_dim": 4, "base_channels": 8, "mlp_hidden": 32},
-    "dcgan": {"latent_dim": 8, "generator_channels": 8, "discriminator_channels": 8, "mlp_hidden": 32},
+    "gan": {"latent_dim": 8, "hidden": 32},
+    "dcgan": {"latent_dim": 8, "generator_channels": 8, "discriminator_channels": 8},
+    "wgan-gp": {"latent_dim": 8, "generator_channels": 8, "critic_channels": 8, "mlp_hidden": 32, "n_critic": 2},
     "ddpm": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 10, "mlp_hidden": 32},
     "flow-matching": {"base_channels": 8, "sampling_steps": 4, "mlp_hidden": 32},
     "autoencoder": {"base_channels": 8, "latent_channels": 2, "downsample": 1},

@@ -144,10 +144,13 @@ class TestContract:
         if not groups(model):
             pytest.skip(f"{model_name} is fitted by fit(data): it has no training loss")
         group = next(iter(groups(model)))
+
+        def loss():  # as the trainer seeds each step: its generator, and the global RNG for dropout
+            torch.manual_seed(3)
+            return model.training_loss(batch(x, y), group, 0, gen(3)).loss
+
         with torch.no_grad():
-            a = model.training_loss(batch(x, y), group, 0, gen(3)).loss
-            b = model.training_loss(batch(x, y), group, 0, gen(3)).loss
-        assert torch.equal(a, b)
+            assert torch.equal(loss(), loss())
 
     def test_sample_shape_and_range(self, model_name, data):
         model, ds = build(model_name, data)
@@ -242,7 +245,7 @@ def test_gan_discriminator_learns_to_separate_real_from_fake():
     _sgd_steps(model, "discriminator", 30, batches)
     after = d_logs()
     assert after["d_loss"] < 0.5 * before["d_loss"]
-    assert after["d_real"] > 0.8 and after["d_fake"] < 0.2
+    assert after["d_real"] > 1.4 and after["d_fake"] < -1.4  # mean logits: sigmoid 0.8 and 0.2
 
 
 def test_gan_generator_learns_to_fool_a_fixed_discriminator():
@@ -265,7 +268,7 @@ def test_gan_generator_learns_to_fool_a_fixed_discriminator():
 def test_gan_samples_move_toward_the_data(tmp_path):
     from genlab.data.toy import eight_gaussians_centers
 
-    model, ds = build("dcgan", "8gaussians")
+    model, ds = build("gan", "8gaussians")
     radius = float(torch.tensor(eight_gaussians_centers()).norm(dim=1)[0])
 
     def radial_error(net) -> float:
@@ -273,7 +276,7 @@ def test_gan_samples_move_toward_the_data(tmp_path):
         return (x.norm(dim=1) - radius).abs().mean().item()
 
     before = radial_error(model)
-    trainer = make_trainer("dcgan", model, ds, tmp_path / "run", batch_size=32, lr=1e-3)
+    trainer = make_trainer("gan", model, ds, tmp_path / "run", batch_size=32, lr=1e-3)
     trainer.fit(steps=200)
     after = radial_error(trainer.ema.model)
     assert after < 0.75 * before, f"mean distance to the circle of modes {before:.3f} -> {after:.3f}"

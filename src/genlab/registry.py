@@ -9,7 +9,9 @@ from .errors import UnknownNameError
 # name -> "module:Class". Imported lazily so `import genlab` stays fast.
 _MODELS: dict[str, str] = {
     "vae": "genlab.models.vae.vae:VAE",
+    "gan": "genlab.models.gan.gan:GAN",
     "dcgan": "genlab.models.gan.dcgan:DCGAN",
+    "wgan-gp": "genlab.models.gan.wgan_gp:WGANGP",
     "ddpm": "genlab.models.diffusion.ddpm:DDPM",
     "flow-matching": "genlab.models.diffusion.flow_matching:FlowMatching",
     "autoencoder": "genlab.models.vae.autoencoder:Autoencoder",

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-Norm = Literal["batch", "group", "none"]
+Norm = Literal["batch", "group", "layer", "none"]
 
 
 def downsample_plan(size: int, max_stages: int = 4) -> tuple[int, int]:
@@ -28,6 +28,8 @@ def _norm(kind: Norm, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
+    if kind == "layer":  # over (C, H, W) of each item: keeps items independent (WGAN-GP's critic)
+        return nn.GroupNorm(1, channels)
     return nn.Identity()
 
 
