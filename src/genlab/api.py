@@ -119,6 +119,10 @@ def train_with_result(model: str | None = None, data: str = "digits", *, out=Non
             net.attach_reference(name, load_reference(ref, run.path))
         lock = _lock(run.path)
     try:
+        if evaluator is None and run.train_config.eval_every:  # a model that is scored during training by default
+            from .eval.training import make_training_evaluator
+
+            evaluator, best_key = make_training_evaluator(run.train_config)
         trainer = Trainer(run, net, data_source, evaluator=evaluator, best_key=best_key, progress=progress)
         if resume is not None and run.has_checkpoint():
             trainer.load_latest()

@@ -63,7 +63,12 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
-    eval_every: int = 0  # steps between evaluations during training (0: never)
+    eval_every: int | None = None  # steps between evaluations during training (0: never; GANs: 1000)
+    # steps between collapse checks of models that ask for them (GANs; genlab.train.monitor); 0: never
+    collapse_every: int | None = None
+    # on collapse or divergence: warn and go on, roll back to the last healthy checkpoint at half the
+    # learning rate, or stop
+    on_collapse: Literal["warn", "rollback", "stop"] = "warn"
     eval_samples: int = 1000
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 where the hardware computes it natively, else fp32 (genlab.precision)
@@ -71,7 +76,7 @@ class TrainConfig:
 
     def resolved(self, model_defaults: dict[str, Any]) -> "TrainConfig":
         base = {"batch_size": 64, "lr": 2e-4, "betas": (0.9, 0.999), "weight_decay": 0.0, "warmup_steps": 100,
-                "grad_clip": 1.0, "ema_decay": 0.999, "schedule": "warmup"}
+                "grad_clip": 1.0, "ema_decay": 0.999, "schedule": "warmup", "eval_every": 0, "collapse_every": 0}
         base.update(model_defaults)
         filled = {k: (base[k] if getattr(self, k) is None and k in base else getattr(self, k)) for k in to_dict(self)}
         filled["betas"] = tuple(filled["betas"])
@@ -85,7 +90,7 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ArgumentError(f"{flag} must be at least 1, got {value}")
         at_least_zero = {"sample_every": "--sample-every", "checkpoint_every": "--checkpoint-every",
-                         "eval_every": "--eval-every", "warmup_steps": "train.warmup_steps",
+                         "eval_every": "--eval-every", "collapse_every": "train.collapse_every", "warmup_steps": "train.warmup_steps",
                          "keep_checkpoints": "train.keep_checkpoints", "grad_clip": "train.grad_clip",
                          "weight_decay": "train.weight_decay"}
         for key, flag in at_least_zero.items():

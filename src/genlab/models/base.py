@@ -72,6 +72,8 @@ class GenerativeModel(nn.Module, abc.ABC):
     # False for a model that only serves other runs at their sampling (a guiding classifier): no sample
     # grids while it trains, and `genlab sample` / `genlab eval` on its run say what to do instead
     can_sample: ClassVar[bool] = True
+    # adversarial models: the trainer watches the live model's samples for collapse (genlab.train.monitor)
+    watch_collapse: ClassVar[bool] = False
     # sampling options that name another run (a guiding classifier): `Run.sample` loads that run's model
     # and passes the model in the option's place
     run_options: ClassVar[tuple[str, ...]] = ()
@@ -153,6 +155,11 @@ class GenerativeModel(nn.Module, abc.ABC):
     @abc.abstractmethod
     def training_loss(self, batch: Batch, phase: str, step: int, generator: torch.Generator) -> LossOutput:
         """The loss of `phase` on `batch` at training step `step`."""
+
+    def health(self, logs: dict[str, float]) -> str | None:
+        """What is wrong with training, read from this model's logged means (a discriminator that wins
+        outright), or None. The trainer warns, and with --on-collapse acts when it persists."""
+        return None
 
     def fit(self, data) -> dict[str, Any]:
         """Fit a model without trainable parameters on a DataSource; returns numbers to log."""

@@ -291,3 +291,20 @@ def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         seen.add(tensor.data_ptr())
         out[key] = tensor
     return out
+
+
+def set_aside_after(ckpt_root: Path, step: int) -> list[Path]:
+    """Rename the checkpoints written after `step` to `collapsed-step-N` (kept, but never resumed from
+    or pruned) and point `latest` back at the newest one left. A checkpoint `best` points to stays."""
+    best = resolve(ckpt_root, "best", must_exist=False)
+    moved = []
+    for d in sorted(ckpt_root.glob("step-*")):
+        if d.is_dir() and d != best and int(d.name.split("-")[1]) > step:
+            target = d.with_name(f"collapsed-{d.name}")
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(d, target)
+            moved.append(target)
+    kept = sorted(d for d in ckpt_root.glob("step-*") if d.is_dir() and int(d.name.split("-")[1]) <= step)
+    if kept:
+        mark(ckpt_root, kept[-1], "latest")
+    return moved

@@ -104,10 +104,12 @@ class BuiltOptimizer:
     grad_clip: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
 
-    def set_lr(self, step: int, defaults: Defaults, progress: float | None = None) -> float:
+    def set_lr(self, step: int, defaults: Defaults, progress: float | None = None, scale: float = 1.0) -> float:
         """Python arithmetic only: no device work. Returns the factor applied. `progress` in [0, 1]: how
-        much of a time budget is spent, which drives the cosine schedule when no total_steps is set."""
-        factor = lr_factor(self.schedule, step, self.warmup_steps, defaults.total_steps, defaults.min_lr_ratio, progress)
+        much of a time budget is spent, which drives the cosine schedule when no total_steps is set;
+        `scale`: the run's own lowering of every rate (a rollback after a collapse halves it)."""
+        factor = scale * lr_factor(self.schedule, step, self.warmup_steps, defaults.total_steps, defaults.min_lr_ratio,
+                                   progress)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         return factor

@@ -41,10 +41,13 @@ from ..runs import Run, TrainResult
 from . import checkpoint as ckpt
 from . import distributed
 from .ema import EMA
+from .monitor import CollapseWatch
 from .optim import BuiltOptimizer, Defaults, build
 
 Evaluator = Callable[[nn.Module, int], dict[str, Any]]  # (EMA model, step) -> scores; best_key picks the best
 NO_BAD_STEP = 2**62
+HEALTH_PATIENCE = 8  # log intervals in a row a model's health warning must last to count as an alarm
+MAX_ROLLBACKS = 3  # then the run only warns: a fourth collapse is not fixed by a lower rate
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -99,6 +102,13 @@ class Trainer:
         self._preview_seed = cfg.seed + 12345
         # a --minutes budget without total_steps: the share of its time spent, for the cosine schedule
         self._time_progress: float | None = None
+        # the collapse watch (models that ask for it): same probe on every process, so all agree
+        self.watch = CollapseWatch.for_data(data, cfg.seed + 777) if model.watch_collapse and cfg.collapse_every else None
+        self.lr_scale = 1.0  # halved by each rollback
+        self.rollbacks = 0
+        self.last_healthy_step = 0  # the last step at which the watch found the model healthy
+        self._health_streak = 0
+        self._collapsed = False  # --on-collapse stop was triggered
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -107,6 +117,8 @@ class Trainer:
             "step": self.step, "batches_drawn": self.batches_drawn, "ema_updates": self.ema.num_updates,
             "train_seconds": self.train_seconds, "overhead_seconds": self.overhead_seconds,
             "best_score": self.best_score,
+            "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "last_healthy_step": self.last_healthy_step,
+            "watch": self.watch.state() if self.watch else {},
             "optimizers": {name: o.optimizer.state_dict() for name, o in self.optimizers.items()},
             "scalers": {name: s.state_dict() for name, s in self.scalers.items() if s.is_enabled()},
             "torch_rng": torch.get_rng_state(),
@@ -120,7 +132,11 @@ class Trainer:
         return {"batch_size": self.cfg.batch_size, "seed": self.cfg.seed, "processes": self.proc.world_size}
 
     def load_latest(self) -> None:
-        step_dir = ckpt.resolve(self.run.checkpoints, "latest")
+        self._load(ckpt.resolve(self.run.checkpoints, "latest"))
+        self.log.info("resumed from %s (step %d)", self.last_checkpoint, self.step)
+
+    def _load(self, step_dir: Path, rollback: bool = False) -> None:
+        """Restore a checkpoint; a rollback keeps the clock, the lowered rate and the watch's memory."""
         meta, model_state, ema_state, state = ckpt.load(step_dir, self.run.model_name)
         order = state.get("data_order")
         if order is None:
@@ -143,14 +159,20 @@ class Trainer:
         self.step = int(state["step"])
         self.batches_drawn = int(state["batches_drawn"])
         self.ema.num_updates = int(state["ema_updates"])
-        self.train_seconds = float(state["train_seconds"])
-        self.overhead_seconds = float(state.get("overhead_seconds", 0.0))
-        self.best_score = float(state.get("best_score", math.inf))
         torch.set_rng_state(state["torch_rng"])
         r = state["numpy_rng"]
         np.random.set_state(("MT19937", r["keys"].numpy().astype(np.uint32), r["pos"], r["has_gauss"], r["gauss"]))
         self.last_checkpoint = step_dir
-        self.log.info("resumed from %s (step %d)", step_dir, self.step)
+        if rollback:
+            return
+        self.train_seconds = float(state["train_seconds"])
+        self.overhead_seconds = float(state.get("overhead_seconds", 0.0))
+        self.best_score = float(state.get("best_score", math.inf))
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self.rollbacks = int(state.get("rollbacks", 0))
+        self.last_healthy_step = int(state.get("last_healthy_step", 0))
+        if self.watch:
+            self.watch.load_state(state.get("watch", {}))
 
     def init_from(self, model_state: dict, ema_state: dict, where: Path) -> None:
         """Start from another run's weights (fine-tuning); optimizer and step start afresh."""
@@ -187,7 +209,7 @@ class Trainer:
             if not phase.active(step):
                 continue
             opt = self.optimizers[phase.optimizer]
-            opt.set_lr(step, self.defaults, self._time_progress)
+            opt.set_lr(step, self.defaults, self._time_progress, self.lr_scale)
             if multiple:
                 self._only_grads_for(opt)
             for repeat in range(phase.repeats):
@@ -293,37 +315,48 @@ class Trainer:
                     stop, self._time_progress = self._agree(stop, progress)
                     if stop:
                         break
-                t0 = time.monotonic()
-                self.train_step()
-                if compiling:  # the first step compiles: time it apart (it still counts against --minutes)
-                    compiling = False
-                    if self.device.type == "cuda":
-                        torch.cuda.synchronize(self.device)
-                    self.compile_seconds = time.monotonic() - t0
-                    self.log.info("compiled in %.1f s (the first step, included in the training time)", self.compile_seconds)
-                if self.step % self.cfg.log_every == 0 or self.step == 1:
-                    logs = self.read_logs()  # the only host sync of the interval; raises on divergence
-                    now = time.monotonic()
-                    self.train_seconds += now - t0
-                    if self.proc.is_main:
-                        rate = (self.step - last_log_step) * self.global_batch / max(now - last_log_time, 1e-9)
-                        last_log_time, last_log_step = now, self.step
-                        lrs = {f"lr_{n}" if len(self.optimizers) > 1 else "lr": o.optimizer.param_groups[0]["lr"]
-                               for n, o in self.optimizers.items()}
-                        self._append_metrics({"step": self.step, "time": round(self.train_seconds, 2),
-                                              **{k: round(v, 6) for k, v in logs.items()}, **lrs,
-                                              "samples_per_sec": round(rate, 1)})
-                        if bar is not None:
-                            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-                else:
-                    self.train_seconds += time.monotonic() - t0
-                if bar is not None:
-                    if steps is not None:
-                        bar.update(1)
-                    elif self.step % 10 == 0:
-                        bar.n = min(int(time.monotonic() - start_time), bar.total)
-                        bar.refresh()
-                self._periodic()
+                if self._collapsed:
+                    status = "collapsed"
+                    break
+                try:
+                    t0 = time.monotonic()
+                    self.train_step()
+                    if compiling:  # the first step compiles: time it apart (it still counts against --minutes)
+                        compiling = False
+                        if self.device.type == "cuda":
+                            torch.cuda.synchronize(self.device)
+                        self.compile_seconds = time.monotonic() - t0
+                        self.log.info("compiled in %.1f s (the first step, included in the training time)", self.compile_seconds)
+                    if self.step % self.cfg.log_every == 0 or self.step == 1:
+                        logs = self.read_logs()  # the only host sync of the interval; raises on divergence
+                        now = time.monotonic()
+                        self.train_seconds += now - t0
+                        if self.proc.is_main:
+                            rate = (self.step - last_log_step) * self.global_batch / max(now - last_log_time, 1e-9)
+                            last_log_time, last_log_step = now, self.step
+                            lrs = {f"lr_{n}" if len(self.optimizers) > 1 else "lr": o.optimizer.param_groups[0]["lr"]
+                                   for n, o in self.optimizers.items()}
+                            self._append_metrics({"step": self.step, "time": round(self.train_seconds, 2),
+                                                  **{k: round(v, 6) for k, v in logs.items()}, **lrs,
+                                                  "samples_per_sec": round(rate, 1)})
+                            if bar is not None:
+                                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+                        self._check_health(logs)
+                    else:
+                        self.train_seconds += time.monotonic() - t0
+                    if bar is not None:
+                        if steps is not None:
+                            bar.update(1)
+                        elif self.step % 10 == 0:
+                            bar.n = min(int(time.monotonic() - start_time), bar.total)
+                            bar.refresh()
+                    self._periodic()
+                except TrainingDiverged as e:
+                    if self.cfg.on_collapse != "rollback" or self.rollbacks >= MAX_ROLLBACKS:
+                        raise
+                    self._first_bad.fill_(NO_BAD_STEP)
+                    self._log_sums, self._log_counts = {}, {}
+                    self._alarm(f"a non-finite loss at step {e.step}", diverged=True)
             if self._stop_signal:
                 status = "interrupted"
                 self.log.info("%s received: checkpoint at step %d, then exit", self._stop_signal, self.step)
@@ -334,7 +367,7 @@ class Trainer:
             _restore_signal_handlers(handlers)
             if bar is not None:
                 bar.close()
-        if self.step > start_step or not self.run.has_checkpoint():
+        if (self.step > start_step or not self.run.has_checkpoint()) and status != "collapsed":
             if self._log_sums:
                 self.read_logs()  # a last check (and record) of the steps since the last log
             if self.cfg.eval_every and self.evaluator and self.step % self.cfg.eval_every:
@@ -348,6 +381,16 @@ class Trainer:
 
     def _periodic(self) -> None:
         t0 = time.monotonic()
+        # the watch comes first: a checkpoint is written only after the model at its step was found healthy
+        if self.watch and self.step % self.cfg.collapse_every == 0:
+            reading = self.watch.check(self.model, self.step)
+            if self.proc.is_main:
+                self._append_metrics({"step": self.step, "watch": reading.to_dict()})
+            if reading.alarm:
+                self.overhead_seconds += time.monotonic() - t0
+                self._alarm(reading.alarm)
+                return
+            self.last_healthy_step = self.step
         if self.proc.is_main and self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
             self.save_preview()
         if self.cfg.eval_every and self.evaluator and self.step % self.cfg.eval_every == 0:
@@ -356,6 +399,53 @@ class Trainer:
             self.save()
         distributed.barrier(self.proc)
         self.overhead_seconds += time.monotonic() - t0
+
+    def _check_health(self, logs: dict[str, float]) -> None:
+        """The model's own reading of its logs; an alarm when the same problem lasts HEALTH_PATIENCE logs."""
+        problem = self.model.health(logs)
+        if problem is None:
+            self._health_streak = 0
+            return
+        self._health_streak += 1
+        if self._health_streak == 1:
+            self.log.warning("step %d: %s", self.step, problem)
+        if self._health_streak >= HEALTH_PATIENCE:
+            self._health_streak = 0
+            self._alarm(f"{problem}, for {HEALTH_PATIENCE * self.cfg.log_every} steps")
+
+    def _alarm(self, why: str, diverged: bool = False) -> None:
+        """Collapse or divergence at this step: warn, and roll back or stop as --on-collapse says. After a
+        collapse the last checkpoint the watch found healthy is restored; after a non-finite loss the last
+        checkpoint, since none is ever written after one."""
+        action = self.cfg.on_collapse
+        if action == "rollback" and self.rollbacks >= MAX_ROLLBACKS:
+            action = "warn"
+            why += f" (no rollback: {MAX_ROLLBACKS} already)"
+        self.log.warning("step %d: %s", self.step, why)
+        row: dict[str, Any] = {"step": self.step, "alarm": why}
+        if action == "stop":
+            self._collapsed = True
+            self.log.warning("stopping (--on-collapse stop); the checkpoints before step %d are kept", self.step)
+        elif action == "rollback":
+            limit = self.last_healthy_step if self.watch and not diverged else self.step
+            good = [d for d in self.run.checkpoints.glob("step-*") if d.is_dir() and int(d.name.split("-")[1]) <= limit]
+            self.rollbacks += 1
+            self.lr_scale *= 0.5
+            if good:
+                target = max(good, key=lambda d: int(d.name.split("-")[1]))
+                at = self.step
+                if self.proc.is_main:
+                    ckpt.set_aside_after(self.run.checkpoints, int(target.name.split("-")[1]))
+                distributed.barrier(self.proc)
+                self._load(target, rollback=True)
+                self.log.warning("rolled back from step %d to %s; learning rates now x%g", at, target.name, self.lr_scale)
+                row.update(rollback_to=self.step)
+            else:
+                self.log.warning("no checkpoint from before step %d was healthy: learning rates now x%g, no rollback",
+                                 self.step, self.lr_scale)
+            row["lr_scale"] = self.lr_scale
+        if self.proc.is_main:
+            self._append_metrics(row)
 
     def _fit_without_gradients(self) -> TrainResult:
         """A model with no trainable parameters (a classical baseline) is fitted once, then saved like any run."""
