@@ -28,6 +28,12 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "gan": {"latent_dim": 8, "hidden": 32},
     "dcgan": {"latent_dim": 8, "generator_channels": 8, "discriminator_channels": 8},
     "wgan-gp": {"latent_dim": 8, "generator_channels": 8, "critic_channels": 8, "mlp_hidden": 32, "n_critic": 2},
+    "cgan": {"latent_dim": 8, "label_dim": 4, "generator_channels": 8, "discriminator_channels": 8},
+    "sagan": {"latent_dim": 8, "generator_channels": 8, "discriminator_channels": 8},  # attention stays on
+    "stylegan": {"latent_dim": 8, "w_dim": 8, "mapping_layers": 2, "base_channels": 4},
+    # digits 4x4 -> 8x8; one pre-training step, so a 2-step run passes through both stages
+    "srgan": {"scale": 2, "channels": 8, "blocks": 2, "discriminator_channels": 8, "discriminator_hidden": 16,
+              "pretrain_steps": 1},
     "ddpm": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 10, "mlp_hidden": 32},
     "flow-matching": {"base_channels": 8, "sampling_steps": 4, "mlp_hidden": 32},
     "autoencoder": {"base_channels": 8, "latent_channels": 2, "downsample": 1},
@@ -41,6 +47,7 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "arima": {"max_p": 1, "max_q": 1, "max_P": 0, "max_Q": 0, "season": 0, "context": 32},
     "gpt": {"dim": 16, "depth": 1, "heads": 2},
     "seq2seq": {"dim": 16, "encoder_depth": 1, "decoder_depth": 1, "heads": 2},
+    "cyclegan": {"generator_channels": 4, "residual_blocks": 1, "discriminator_channels": 4},
 }
 
 # What each kind of data a registry-wide test trains a model on (the first kind the model takes), with
@@ -57,19 +64,22 @@ TRAINING_DATA: dict[str, tuple[str, dict[str, Any]]] = {
 
 def training_data(model: str) -> tuple[str, dict[str, Any]]:
     """(data name, train options) to train registered `model` on in registry-wide tests."""
-    from genlab.batch import SOURCE
+    from genlab.batch import SOURCE, X_B
     from genlab.registry import get_model_class
 
     cls = get_model_class(model)
     if SOURCE in cls.required_inputs and "tokens" in cls.data_kinds:  # a translator needs pairs
         return "number-words", {"data_options": {"max_digits": 2, "pairs": 2000}}
+    if X_B in cls.required_inputs:  # an unpaired translator needs two domains
+        return "domains:digits+digits", {}
     return TRAINING_DATA[cls.data_kinds[0]]
 
 
-# Trainer settings for tests: small batches, no warm-up, a metrics line every step, no previews or
-# periodic checkpoints unless a test asks for them, always the CPU.
+# Trainer settings for tests: small batches, no warm-up, a metrics line every step, no previews,
+# evaluations or periodic checkpoints unless a test asks for them, always the CPU.
 TINY_TRAIN_OPTIONS: dict[str, Any] = {
     "batch_size": 16, "warmup_steps": 0, "log_every": 1, "sample_every": 0, "checkpoint_every": 0, "device": "cpu",
+    "eval_every": 0,  # GANs evaluate during training by default: seconds a test of something else need not spend
 }
 
 

@@ -63,7 +63,9 @@ def train_cmd(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:1"),
     sample_every: Optional[int] = typer.Option(None, help="steps between sample grids"),
     checkpoint_every: Optional[int] = typer.Option(None, help="steps between checkpoints"),
-    eval_every: Optional[int] = typer.Option(None, help="steps between evaluations (keeps the best checkpoint)"),
+    eval_every: Optional[int] = typer.Option(None, help="steps between evaluations (keeps the best checkpoint; GANs: 1000)"),
+    on_collapse: Optional[str] = typer.Option(None, help="on mode collapse or divergence (GANs): warn, rollback "
+                                              "(to the last healthy checkpoint, at half the learning rate) or stop"),
     set_: List[str] = typer.Option([], "--set", help="override: key=value (model) or train.key=value"),
     condition: List[str] = typer.Option([], "--condition", help="train with this condition, e.g. label (repeatable)"),
     init_from: Optional[str] = typer.Option(None, help="start from this run's weights (fine-tuning)"),
@@ -80,6 +82,7 @@ def train_cmd(
     options = {k: v for k, v in dict(data_dir=data_dir, download=download or None, image_size=image_size,
                                      batch_size=batch_size, lr=lr, seed=seed, device=device, sample_every=sample_every,
                                      checkpoint_every=checkpoint_every, eval_every=eval_every, precision=precision,
+                                     on_collapse=on_collapse,
                                      compile=compile_).items() if v is not None}
     evaluator, best_key = None, None
     if eval_every:
@@ -163,6 +166,8 @@ def sample_cmd(
     classifier: Optional[str] = typer.Option(None, help="noise-classifier run guiding a diffusion run towards --class"),
     strength: Optional[float] = typer.Option(None, help="with --input: share of the noise path redone (img2img; 1 = from noise)"),
     resample: Optional[int] = typer.Option(None, help="with --input and --mask: passes per step (inpainting; RePaint)"),
+    truncation: Optional[float] = typer.Option(None, help="truncation psi: latents pulled towards their mean (1: none; "
+                                               "0.7 trades variety for fidelity), for models that have it"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
     batch_size: int = typer.Option(500, help="samples per forward batch"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
@@ -172,7 +177,8 @@ def sample_cmd(
     """Sample from a trained run, optionally under conditions, into a file for viewing or evaluation."""
     _sample_and_write(run, n, out, seed, checkpoint, batch_size, device,
                       {**_sampler_options(sampler, steps, eta, guidance, strength, resample),
-                       **({"classifier": classifier} if classifier else {})}, precision=precision,
+                       **({"classifier": classifier} if classifier else {}),
+                       **({"truncation": truncation} if truncation is not None else {})}, precision=precision,
                       compile_=compile_, classes=classes, prompt=prompt, input=input, mask=mask, guided=bool(classifier))
 
 
@@ -225,7 +231,7 @@ def generate_cmd(
         typer.echo(f"wrote {write_generation(result, out)}", err=True)
 
 
-def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -> None:
+def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str, directional: bool = False) -> None:
     def command(
         run: str = typer.Argument(..., help="run directory"),
         input: str = typer.Option(..., "--input", help="input image(s): file, folder or .npz"),
@@ -240,10 +246,16 @@ def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -
         checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
         device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
         precision: str = typer.Option("auto", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16, fp16"),
+        direction: Optional[str] = typer.Option(None, hidden=not directional,
+                                                help="a2b (the default) or b2a: which way a two-domain run translates"),
     ) -> None:
         if needs_mask and mask is None:
             fail(f"`genlab {name}` needs --mask FILE (white where the input is kept)")
+        if direction is not None and not directional:
+            fail(f"`genlab {name}` takes no --direction; `genlab translate` does")
         options = _sampler_options(sampler, steps, 0.0, guidance, strength, resample)
+        if direction is not None:  # a sampling option like the others: the model checks it
+            options["direction"] = direction
         _sample_and_write(run, 1, out, seed, checkpoint, 500, device, options, input_role=role, input=input, mask=mask,
                           precision=precision)
 
@@ -255,7 +267,8 @@ def _named_command(name: str, role: Optional[str], needs_mask: bool, doc: str) -
 _named_command("inpaint", "source", True, "Fill the masked-out part of images (diffusion runs, or runs trained with source + mask).")
 _named_command("upscale", "low_res", False, "Super-resolve low-resolution images (runs trained with low_res).")
 _named_command("img2img", "source", False, "Turn input images into new ones (diffusion runs: SDEdit with --strength).")
-_named_command("translate", "source", False, "Translate images to the other domain (two-domain runs).")
+_named_command("translate", "source", False, "Translate images to the other domain (two-domain runs; --direction b2a "
+               "for the way back).", directional=True)
 
 
 @app.command("complete")

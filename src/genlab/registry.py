@@ -12,6 +12,9 @@ _MODELS: dict[str, str] = {
     "gan": "genlab.models.gan.gan:GAN",
     "dcgan": "genlab.models.gan.dcgan:DCGAN",
     "wgan-gp": "genlab.models.gan.wgan_gp:WGANGP",
+    "stylegan": "genlab.models.gan.stylegan:StyleGAN",
+    "srgan": "genlab.models.gan.srgan:SRGAN",
+    "cgan": "genlab.models.gan.cgan:CGAN", "sagan": "genlab.models.gan.sagan:SAGAN",
     "ddpm": "genlab.models.diffusion.ddpm:DDPM",
     "flow-matching": "genlab.models.diffusion.flow_matching:FlowMatching",
     "autoencoder": "genlab.models.vae.autoencoder:Autoencoder",
@@ -22,6 +25,7 @@ _MODELS: dict[str, str] = {
     "arima": "genlab.models.autoregressive.arima:ARIMA",
     "gpt": "genlab.models.autoregressive.gpt:GPT",
     "seq2seq": "genlab.models.autoregressive.seq2seq:Seq2Seq",
+    "cyclegan": "genlab.models.gan.cyclegan:CycleGAN",
 }
 
 

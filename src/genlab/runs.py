@@ -147,7 +147,8 @@ class Run:
             raw = _migrate(raw)
         self.model_name: str = raw["model"]
         model_cls = get_model_class(self.model_name)
-        self.model_config = from_dict(model_cls.config_class, raw.get("model_config") or {}, "model_config")
+        self.model_config = from_dict(model_cls.config_class, model_cls.migrate_config(dict(raw.get("model_config") or {})),
+                                      "model_config")
         self.train_config: TrainConfig = from_dict(TrainConfig, raw.get("train") or {}, "train")
         self.data_info: dict[str, Any] = raw["data_info"]
         self.spec = DataSpec.from_dict(self.data_info)

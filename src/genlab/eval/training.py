@@ -77,7 +77,8 @@ def make_training_evaluator(train_config: TrainConfig, *, features: str = "auto"
         if not state:
             setup(device)
         n = train_config.eval_samples
-        conditions = model.evaluation_conditions(n)
+        # as `genlab eval` does: real held-out items for the conditions only they can give (an upscaler's inputs)
+        conditions = model.evaluation_conditions(n, real={"x": state["dataset"].x_val})
         labels = conditions.get("label") if conditions else None
         options = model.preview_options()
         was_training = model.training

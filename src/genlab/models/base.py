@@ -252,6 +252,11 @@ class GenerativeModel(nn.Module, abc.ABC):
         return out
 
     @classmethod
+    def migrate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """A saved run's model config -> this version's fields (default: unchanged)."""
+        return config
+
+    @classmethod
     def migrate_state_dict(cls, state: dict[str, torch.Tensor], format_version: int) -> dict[str, torch.Tensor]:
         """Weights written by an older run format -> this version's names (default: unchanged)."""
         return state

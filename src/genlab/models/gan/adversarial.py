@@ -33,7 +33,7 @@ from .losses import discriminator_loss, generator_loss, gradient_penalty, r1_pen
 @dataclass
 class AdversarialConfig:
     latent_dim: int = 64
-    loss: Literal["non-saturating", "hinge", "wasserstein"] = "non-saturating"
+    loss: Literal["non-saturating", "hinge", "wasserstein", "least-squares"] = "non-saturating"
     n_critic: int = 1  # discriminator steps per generator step
     discriminator_lr_scale: float = 1.0  # two time-scale update rule (Heusel et al. 2017): e.g. 4.0
     gp_weight: float = 0.0  # WGAN-GP's lambda (10 in the paper)
@@ -45,10 +45,12 @@ class AdversarialConfig:
 
 class AdversarialModel(GenerativeModel):
     family = "gan"
+    # GANs are scored during training and keep their best checkpoint (late-training collapse is common),
+    # and the collapse watch looks at them every 250 steps
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "weight_decay": 0.0, "batch_size": 64,
-                      "ema_decay": 0.999, "warmup_steps": 0, "grad_clip": 0.0}
-    # the trainer's collapse and divergence watch (genlab.train.monitor) looks at this model's samples
-    watch_collapse = True
+                      "ema_decay": 0.999, "warmup_steps": 0, "grad_clip": 0.0, "eval_every": 1000,
+                      "collapse_every": 250}
+    watch_collapse = True  # the trainer's collapse watch (genlab.train.monitor) looks at its samples
 
     generator: nn.Module
     discriminator: nn.Module

@@ -33,3 +33,8 @@ class DCGAN(AdversarialModel):
         self.generator = nn.Sequential(ConvDecoder(config.latent_dim, c, size, config.generator_channels, norm="batch"),
                                        nn.Tanh())
         self.discriminator = ConvEncoder(c, size, config.discriminator_channels, 1, norm="batch")
+
+    @classmethod
+    def migrate_config(cls, config):
+        config.pop("mlp_hidden", None)  # the MLP path moved to `gan`; image runs never used it
+        return config

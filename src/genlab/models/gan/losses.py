@@ -5,6 +5,8 @@
 - hinge (Lim & Ye 2017; Miyato et al. 2018, SAGAN): D minimises relu(1 - D(x)) + relu(1 + D(G(z))); G -D(G(z)).
 - wasserstein (Arjovsky et al. 2017): the critic minimises D(G(z)) - D(x); G -D(G(z)). Needs a Lipschitz
   constraint: the gradient penalty below (Gulrajani et al. 2017).
+- least-squares (Mao et al. 2017, LSGAN, 0-1 coding): D minimises (D(x) - 1)^2 + D(G(z))^2; G (D(G(z)) - 1)^2.
+  Fakes far on the real side of the boundary still get gradients (CycleGAN's choice, Zhu et al. 2017).
 
 Penalties are computed in float32 whatever the autocast precision: they differentiate through the
 discriminator twice, and their small gradients are what bf16 rounds away first.
@@ -18,7 +20,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
-AdversarialLoss = Literal["non-saturating", "hinge", "wasserstein"]
+AdversarialLoss = Literal["non-saturating", "hinge", "wasserstein", "least-squares"]
 Critic = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -34,6 +36,8 @@ def discriminator_loss(kind: AdversarialLoss, real_logits: torch.Tensor, fake_lo
         return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
     if kind == "wasserstein":
         return fake_logits.mean() - real_logits.mean()
+    if kind == "least-squares":
+        return (real_logits - 1.0).pow(2).mean() + fake_logits.pow(2).mean()
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
@@ -44,6 +48,8 @@ def generator_loss(kind: AdversarialLoss, fake_logits: torch.Tensor) -> torch.Te
         return F.softplus(-fake_logits).mean()
     if kind in ("hinge", "wasserstein"):
         return -fake_logits.mean()
+    if kind == "least-squares":
+        return (fake_logits - 1.0).pow(2).mean()
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
