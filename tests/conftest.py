@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # entry here: the contract test refuses to run a model at its full, slow default size.
 TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "vae": {"latent_dim": 4, "base_channels": 8, "mlp_hidden": 32},
+    "beta-vae": {"latent_dim": 4, "base_channels": 8, "capacity_max": 5.0, "capacity_steps": 2},  # capacity path on
     "gan": {"latent_dim": 8, "hidden": 32},
     "dcgan": {"latent_dim": 8, "generator_channels": 8, "discriminator_channels": 8},
     "wgan-gp": {"latent_dim": 8, "generator_channels": 8, "critic_channels": 8, "mlp_hidden": 32, "n_critic": 2},
@@ -37,6 +38,10 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "ddpm": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 10, "mlp_hidden": 32},
     "flow-matching": {"base_channels": 8, "sampling_steps": 4, "mlp_hidden": 32},
     "autoencoder": {"base_channels": 8, "latent_channels": 2, "downsample": 1},
+    "hvae": {"channels": 4, "groups_per_scale": 1, "latent_channels": 2, "expand": 2, "kl_warmup_steps": 10},
+    "vqvae": {"base_channels": 8, "num_codes": 16, "code_dim": 4, "downsample": 1, "dead_after": 5},
+    # its `autoencoder` names the model of the tiny reference run tiny_config trains (a vqvae, not an autoencoder)
+    "vqvae-prior": {"autoencoder": "vqvae", "num_codes": 16, "latent_factor": 2, "dim": 16, "depth": 1, "heads": 2},
     # its `autoencoder` run is filled in by tiny_config: a tiny autoencoder trained once per session
     "latent-diffusion": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 4, "latent_channels": 2,
                          "latent_factor": 2},
@@ -95,7 +100,7 @@ def tiny_config(model: str, **changes: Any) -> dict[str, Any]:
 
     for name in get_model_class(model).references:
         if name not in changes:
-            config[name] = str(tiny_reference_run(name))
+            config[name] = str(tiny_reference_run(config.get(name) or name))  # the model to train, if given
     return {**config, **changes}
 
 

@@ -30,7 +30,7 @@ def load_run_data(run: Run) -> DataSource:
 
 def data_options(cfg: TrainConfig, assets: dict[str, bytes] | None = None) -> LoadOptions:
     return LoadOptions(cfg.data_dir, cfg.image_size, cfg.download, cfg.seed, options=dict(cfg.data_options or {}),
-                       assets=assets)
+                       assets=assets, exclude_classes=tuple(cfg.exclude_classes or ()))
 
 
 def train(model: str | None = None, data: str = "digits", *, out: str | Path | None = None,

@@ -68,6 +68,8 @@ def train_cmd(
                                               "(to the last healthy checkpoint, at half the learning rate) or stop"),
     set_: List[str] = typer.Option([], "--set", help="override: key=value (model) or train.key=value"),
     condition: List[str] = typer.Option([], "--condition", help="train with this condition, e.g. label (repeatable)"),
+    exclude_class: List[int] = typer.Option([], "--exclude-class", help="drop this class from the training split, "
+                                            "not from validation (repeatable; for `genlab anomaly --target-class`)"),
     init_from: Optional[str] = typer.Option(None, help="start from this run's weights (fine-tuning)"),
     nproc: int = typer.Option(1, help="data-parallel processes (runs itself under torchrun)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -82,7 +84,7 @@ def train_cmd(
     options = {k: v for k, v in dict(data_dir=data_dir, download=download or None, image_size=image_size,
                                      batch_size=batch_size, lr=lr, seed=seed, device=device, sample_every=sample_every,
                                      checkpoint_every=checkpoint_every, eval_every=eval_every, precision=precision,
-                                     on_collapse=on_collapse,
+                                     on_collapse=on_collapse, exclude_classes=list(exclude_class) or None,
                                      compile=compile_).items() if v is not None}
     evaluator, best_key = None, None
     if eval_every:
@@ -324,6 +326,132 @@ def forecast_cmd(
     typer.echo(result.table())
     if out:
         typer.echo(f"plot: {plot_forecast(result, out)}")
+
+
+# ---------------------------------------------------------------------------------------------- latent spaces
+@app.command("interpolate")
+def interpolate_cmd(
+    run: str = typer.Argument(..., help="run directory of a model that encodes and decodes (vae, autoencoder...)"),
+    a: Optional[str] = typer.Option(None, "--a", help="first image (file, or the first of a folder or .npz)"),
+    b: Optional[str] = typer.Option(None, "--b", help="last image; without --a/--b: two random latents"),
+    frames: int = typer.Option(10, help="images from a to b inclusive"),
+    mode: str = typer.Option("linear", help="linear or slerp (spherical: keeps Gaussian latents on their shell)"),
+    out: str = typer.Option("interpolation.png", help="the strip (.png), or an animated .gif"),
+    gif: Optional[str] = typer.Option(None, help="also write an animated GIF here"),
+    seed: int = typer.Option(0, help="random seed of the two random latents"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+) -> None:
+    """Interpolate in a run's latent space between two images or two random latents: a strip and a GIF."""
+    from .apps.interpolate import interpolate
+
+    result = interpolate(run, a, b, frames=frames, mode=mode, seed=seed, checkpoint=checkpoint, device=device)
+    written = [result.save(out)] + ([result.save_gif(gif)] if gif else [])
+    ends = "two images" if result.endpoints is not None else f"two random latents (seed {seed})"
+    typer.echo(f"wrote {frames} {mode} frames between {ends} to {', '.join(map(str, written))}")
+
+
+@app.command("traverse")
+def traverse_cmd(
+    run: str = typer.Argument(..., help="run directory of a model that encodes and decodes"),
+    dim: List[int] = typer.Option([], "--dim", help="latent coordinate to vary (repeatable); default: every one"),
+    span: float = typer.Option(3.0, "--range", help="offsets from -RANGE to +RANGE around the base latent"),
+    steps: int = typer.Option(9, help="offsets per row"),
+    input: Optional[str] = typer.Option(None, "--input", help="image whose latent is the base (default: zeros)"),
+    out: str = typer.Option("traverse.png", help="grid: one row per coordinate"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+) -> None:
+    """Latent traversals: vary one latent coordinate at a time around a base latent, decoded."""
+    from .apps.latents import traverse
+
+    result = traverse(run, list(dim) or None, span=span, steps=steps, input=input, checkpoint=checkpoint, device=device)
+    typer.echo(f"wrote {len(result.dims)} row(s) x {steps} offsets in [-{span:g}, {span:g}] to {result.save(out)}")
+
+
+@app.command("anomaly")
+def anomaly_cmd(
+    run: str = typer.Argument(..., help="run directory of a model with a likelihood bound or a latent space"),
+    data: Optional[str] = typer.Option(None, help="dataset whose held-out split is scored (default: the run's)"),
+    data_dir: Optional[str] = typer.Option(None, help="directory holding the dataset's files"),
+    target_class: List[int] = typer.Option([], "--target-class", help="report the ROC-AUC of finding this class "
+                                           "(repeatable; default: the classes the run was trained without)"),
+    score: Optional[str] = typer.Option(None, help="elbo (negative ELBO, bits/dim) or recon (reconstruction MSE); "
+                                        "default: elbo where the model has one"),
+    n: Optional[int] = typer.Option(None, "-n", help="score the first N held-out items only"),
+    top: int = typer.Option(10, help="print the TOP most anomalous items"),
+    out: Optional[str] = typer.Option(None, help="write every item's scores to this .csv"),
+    grid: Optional[str] = typer.Option(None, help="write the 16 most anomalous images to this .png"),
+    seed: int = typer.Option(0, help="seed of the ELBO's posterior draws"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+) -> None:
+    """Anomaly scores of held-out items (negative ELBO, reconstruction error); ROC-AUC for a target class."""
+    from .apps.anomaly import anomaly_scores
+
+    result = anomaly_scores(run, data, data_dir=data_dir, score=score, target_classes=list(target_class) or None,
+                            n=n, seed=seed, checkpoint=checkpoint, device=device)
+    typer.echo(result.summary(top))
+    if out:
+        typer.echo(f"scores: {result.write_csv(out)}")
+    if grid:
+        typer.echo(f"most anomalous: {result.save_grid(grid)}")
+
+
+@app.command("denoise")
+def denoise_cmd(
+    run: str = typer.Argument(..., help="run directory of a model that encodes and decodes"),
+    input: str = typer.Option(..., "--input", help="clean image(s): file, folder or .npz"),
+    noise: float = typer.Option(0.3, help="standard deviation of the added Gaussian noise on the [-1, 1] scale"),
+    seed: int = typer.Option(0, help="seed of the noise"),
+    out: str = typer.Option("denoised.png", help=".png grid (rows: clean, noisy, denoised) or .npz of the denoised images"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+) -> None:
+    """Add Gaussian noise to images, reconstruct them through the run's model, and report PSNR before and after."""
+    from .apps.denoise import denoise
+    from .outputs import save_samples
+
+    result = denoise(run, input, noise=noise, seed=seed, checkpoint=checkpoint, device=device)
+    psnr = {k: float(v.mean()) for k, v in result.psnr().items()}
+    typer.echo(f"PSNR against the clean input over {len(result.clean)} image(s): noisy {psnr['noisy']:.2f} dB -> "
+               f"denoised {psnr['denoised']:.2f} dB (the clean input's own reconstruction: {psnr['reconstructed']:.2f} dB)")
+    path = save_samples(result.denoised, out, "image") if Path(out).suffix.lower() == ".npz" else result.save_grid(out)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("encode")
+def encode_cmd(
+    run: str = typer.Argument(..., help="run directory of a model that encodes and decodes"),
+    input: str = typer.Option(..., "--input", help="image(s): file, folder or .npz"),
+    out: str = typer.Option("latents.npz", help=".npz of the latents"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+) -> None:
+    """Encode images into a run's latent space (.npz: `latents`)."""
+    from .api import load
+    from .apps.latents import encode, save_latents
+
+    z = encode(run, input, checkpoint=checkpoint, device=device)
+    typer.echo(f"wrote {len(z)} latents of shape {tuple(z.shape[1:])} to {save_latents(z, out, run=load(run))}")
+
+
+@app.command("decode")
+def decode_cmd(
+    run: str = typer.Argument(..., help="run directory of a model that encodes and decodes"),
+    input: str = typer.Option(..., "--input", help=".npz of latents (from `genlab encode`)"),
+    out: str = typer.Option("decoded.png", help=".png grid or .npz of the images"),
+    checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+) -> None:
+    """Decode latents (.npz) back into images with a run's decoder."""
+    from .api import load
+    from .apps.latents import decode
+    from .outputs import save_samples
+
+    r = load(run)
+    x = decode(r, input, checkpoint=checkpoint, device=device)
+    typer.echo(f"wrote {len(x)} images to {save_samples(x, out, r.load_model(checkpoint, device=device).output_kind)}")
 
 
 @app.command("info")

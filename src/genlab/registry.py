@@ -9,6 +9,7 @@ from .errors import UnknownNameError
 # name -> "module:Class". Imported lazily so `import genlab` stays fast.
 _MODELS: dict[str, str] = {
     "vae": "genlab.models.vae.vae:VAE",
+    "beta-vae": "genlab.models.vae.beta_vae:BetaVAE",
     "gan": "genlab.models.gan.gan:GAN",
     "dcgan": "genlab.models.gan.dcgan:DCGAN",
     "wgan-gp": "genlab.models.gan.wgan_gp:WGANGP",
@@ -18,6 +19,8 @@ _MODELS: dict[str, str] = {
     "ddpm": "genlab.models.diffusion.ddpm:DDPM",
     "flow-matching": "genlab.models.diffusion.flow_matching:FlowMatching",
     "autoencoder": "genlab.models.vae.autoencoder:Autoencoder",
+    "hvae": "genlab.models.vae.hvae:HVAE",
+    "vqvae": "genlab.models.vae.vqvae:VQVAE", "vqvae-prior": "genlab.models.vae.vqvae_prior:VQVAEPrior",
     "latent-diffusion": "genlab.models.diffusion.latent_diffusion:LatentDiffusion",
     "noise-classifier": "genlab.models.diffusion.noise_classifier:NoiseClassifier",
     "pixelcnn": "genlab.models.autoregressive.pixelcnn:PixelCNN",

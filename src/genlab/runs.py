@@ -48,6 +48,9 @@ class TrainConfig:
     image_size: int | None = None
     download: bool = False
     data_options: dict = field(default_factory=dict)  # scheme options, e.g. block_size, tokenizer
+    # classes dropped from the training split, never from validation (`--exclude-class 3`: a run that has
+    # not seen them, for anomaly detection); recorded here so resuming and `genlab anomaly` know
+    exclude_classes: list[int] = field(default_factory=list)
     batch_size: int | None = None  # per process; the effective batch is this times the process count
     lr: float | None = None
     betas: tuple[float, float] | None = None

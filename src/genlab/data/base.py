@@ -63,6 +63,9 @@ class LoadOptions:
     val_fraction: float = 0.1
     options: dict[str, Any] = field(default_factory=dict)  # scheme-specific (block_size, tokenizer...)
     assets: dict[str, bytes] | None = None  # a run's saved tokenizer/statistics: reuse, never refit
+    # classes dropped from the training split, kept in validation (a run that has never seen them:
+    # anomaly detection's held-out class); applied by `load_data` through `DataSource.without_classes`
+    exclude_classes: tuple[int, ...] = ()
 
 
 class DataSource(abc.ABC):
@@ -89,6 +92,11 @@ class DataSource(abc.ABC):
     def assets(self) -> dict[str, bytes]:
         """Files the run must keep to read this data again the same way (tokenizer, normalisation)."""
         return {}
+
+    def without_classes(self, classes: tuple[int, ...]) -> "DataSource":
+        """This source with the items of `classes` dropped from training and kept in validation."""
+        raise ArgumentError(f"{self.name} is a {self.kind} source without per-item classes; "
+                            "--exclude-class needs labelled data (see `genlab datasets`)")
 
     # shorthands most callers want
     @property
@@ -235,6 +243,27 @@ class Dataset(DataSource):
     def assets(self) -> dict[str, bytes]:
         return dict(self._assets)
 
+    def without_classes(self, classes: tuple[int, ...]) -> "Dataset":
+        classes = tuple(sorted({int(c) for c in classes}))
+        if self.y_train is None or not self.num_classes:
+            return super().without_classes(classes)
+        outside = [c for c in classes if not 0 <= c < self.num_classes]
+        if outside:
+            raise ArgumentError(f"--exclude-class {outside[0]}: {self.name} has classes 0..{self.num_classes - 1}")
+        keep = ~torch.isin(self.y_train, torch.tensor(classes, dtype=self.y_train.dtype))
+        if not keep.any():
+            raise ArgumentError(f"--exclude-class {', '.join(map(str, classes))} leaves no training items in {self.name}")
+        stored = self.stored_train[keep.numpy()] if isinstance(self.stored_train, np.ndarray) else self.stored_train[keep]
+        shown = ", ".join(self.spec.class_names[c] if self.spec.class_names else str(c) for c in classes)
+        note = (f"class(es) {shown} excluded from training ({int((~keep).sum())} of {len(keep)} items dropped); "
+                "validation keeps every class")
+        # the spec stays that of the whole data set (same classes), so labels and models mean the same
+        return Dataset(self.name, stored, self.y_train[keep], self.stored_val, self.y_val, kind=self.spec.kind,
+                       class_names=list(self.spec.class_names) if self.spec.class_names else None, source=self.source,
+                       notes=[*self.notes, note], extras=self.spec.extras,
+                       items_train={k: v[keep] for k, v in self.items_train.items()}, items_val=self.items_val,
+                       assets=self._assets)
+
     def describe(self) -> str:
         classes = f", {self.num_classes} classes" if self.num_classes else ", unlabelled"
         return f"{self.name}: {len(self.stored_train)} train / {len(self.stored_val)} val, item shape {self.shape}{classes}"
@@ -276,7 +305,7 @@ def _ensure_loaded() -> None:
     import importlib
 
     # each module registers what it provides; a module missing an optional dependency registers nothing
-    for module in ("images", "toy", "text", "sequences", "number_words", "series", "domains", "imagecache"):
+    for module in ("images", "toy", "text", "sequences", "number_words", "series", "domains", "imagecache", "shapes"):
         try:
             importlib.import_module(f"{__package__}.{module}")
         except ModuleNotFoundError as e:
@@ -292,12 +321,14 @@ def load_data(name: str, options: LoadOptions | None = None, **kwargs: Any) -> D
     if sep and scheme in _REGISTRY and _REGISTRY[scheme].scheme:
         if not argument:
             raise ArgumentError(f"'{name}' needs an argument: {_REGISTRY[scheme].usage}")
-        return _REGISTRY[scheme].loader(argument, opts)
-    info = _REGISTRY.get(name)
-    if info is None or info.scheme:
-        valid = [i.usage if i.scheme else i.name for i in _REGISTRY.values()]
-        raise UnknownNameError("dataset", name, valid)
-    return info.loader(name, opts)
+        data = _REGISTRY[scheme].loader(argument, opts)
+    else:
+        info = _REGISTRY.get(name)
+        if info is None or info.scheme:
+            valid = [i.usage if i.scheme else i.name for i in _REGISTRY.values()]
+            raise UnknownNameError("dataset", name, valid)
+        data = info.loader(name, opts)
+    return data.without_classes(tuple(opts.exclude_classes)) if opts.exclude_classes else data
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int | None = None,
