@@ -170,6 +170,8 @@ def sample_cmd(
     resample: Optional[int] = typer.Option(None, help="with --input and --mask: passes per step (inpainting; RePaint)"),
     truncation: Optional[float] = typer.Option(None, help="truncation psi: latents pulled towards their mean (1: none; "
                                                "0.7 trades variety for fidelity), for models that have it"),
+    temperature: Optional[float] = typer.Option(None, help="prior temperature (hierarchical VAE: 0.6-1; 0 gives the "
+                                                "prior means), for models that have it"),
     checkpoint: str = typer.Option("latest", help="latest, best or step-NNNNNNNN"),
     batch_size: int = typer.Option(500, help="samples per forward batch"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
@@ -180,7 +182,8 @@ def sample_cmd(
     _sample_and_write(run, n, out, seed, checkpoint, batch_size, device,
                       {**_sampler_options(sampler, steps, eta, guidance, strength, resample),
                        **({"classifier": classifier} if classifier else {}),
-                       **({"truncation": truncation} if truncation is not None else {})}, precision=precision,
+                       **({"truncation": truncation} if truncation is not None else {}),
+                       **({"temperature": temperature} if temperature is not None else {})}, precision=precision,
                       compile_=compile_, classes=classes, prompt=prompt, input=input, mask=mask, guided=bool(classifier))
 
 

@@ -40,12 +40,11 @@ from torch import nn
 from ...batch import LABEL, MASK, SOURCE, X, Batch
 from ...data.base import DataSpec
 from ...errors import ArgumentError
-from ...nn.distributions import nats_to_bits_per_dim
+from ...nn.distributions import discretized_logistic_mixture_log_likelihood, nats_to_bits_per_dim
 from ...nn.masked_conv import HorizontalConv, VerticalConv, channel_groups, down_shift
 from ..base import GenerativeModel, LossOutput
 
 LEVELS = 256
-HALF_BIN = 1.0 / (LEVELS - 1)  # the levels are 2/255 apart
 
 
 @dataclass
@@ -76,20 +75,7 @@ def logistic_mixture_log_prob(x: torch.Tensor, params: torch.Tensor) -> torch.Te
     log scales. Returns (B, C, H, W) float32.
     """
     logits, means, log_scales = params.float().chunk(3, dim=2)  # (B, C, K, H, W) each
-    log_scales = log_scales.clamp(min=-7.0)
-    centred = x.float().unsqueeze(2) - means
-    inv_scale = torch.exp(-log_scales)
-    plus, minus = inv_scale * (centred + HALF_BIN), inv_scale * (centred - HALF_BIN)
-    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid: the open bin at -1
-    log_survival_minus = -F.softplus(minus)  # log (1 - sigmoid): the open bin at +1
-    delta = torch.sigmoid(plus) - torch.sigmoid(minus)
-    mid = inv_scale * centred
-    # where the bin's mass underflows float32, its density times the bin width (PixelCNN++'s guard)
-    log_density = mid - log_scales - 2 * F.softplus(mid) + math.log(2 * HALF_BIN)
-    log_mid = torch.where(delta > 1e-5, torch.log(delta.clamp(min=1e-12)), log_density)
-    x = x.float().unsqueeze(2)
-    log_bin = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_survival_minus, log_mid))
-    return torch.logsumexp(log_bin + F.log_softmax(logits, dim=2), dim=2)
+    return discretized_logistic_mixture_log_likelihood(x, logits, means, log_scales.clamp(min=-7.0), dim=2, levels=LEVELS)
 
 
 class GatedLayer(nn.Module):

@@ -63,7 +63,9 @@ class LatentDiffusion(DDPM):
                                 f"({', '.join(needed)}); train one with `genlab train autoencoder`")
         if tuple(model.latent_shape) != self.diffusion_shape:
             raise ArgumentError(f"the '{name}' run's latents are {tuple(model.latent_shape)}, this model expects "
-                                f"{self.diffusion_shape}: set latent_channels and latent_factor to match")
+                                f"{self.diffusion_shape}: set latent_channels and latent_factor to match"
+                                + (" (a flat latent: train the VAE with --set latent=spatial)"
+                                   if len(model.latent_shape) == 1 else ""))
         super().attach_reference(name, model)
 
     # ------------------------------------------------------------------ to and from the latent space
