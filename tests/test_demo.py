@@ -19,6 +19,8 @@ def test_demo_writes_a_self_contained_report(tmp_path):
         assert all(v > 0 for v in r["samples_per_sec"].values())
     # diffusion is timed with its full chain, with DDIM and with DPM-Solver++
     assert set(rows[2]["samples_per_sec"]) == {"ancestral 1000 steps", "DDIM 50 steps", "DDIM 20 steps", "DPM++ 10 steps"}
-    # every picture is embedded, none linked: 3 model grids + 3 fast-sampler grids (DDIM 50, 20, DPM++ 10) + the curves
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 7
+    assert set(rows[0]["samples_per_sec"]) == {"one pass", "truncation 0.7"}
+    # every picture is embedded, none linked: 3 model grids + the VAE's truncated grid + 3 fast-sampler grids
+    # (DDIM 50, 20, DPM++ 10) + the curves
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 8
     assert "src=\"/" not in html and "<th>samples/sec</th>" in html

@@ -492,14 +492,20 @@ class Trainer:
                             context=self.run.output_context())
 
     def _evaluate(self) -> None:
-        scores = self.evaluator(self.ema.model, self.step)
+        scores = self.evaluator(self.ema.model, self.step)  # only the main process scores
+        key, best = self.best_key, math.inf
         if self.proc.is_main:
             self._append_metrics({"step": self.step, "time": round(self.train_seconds, 2), "eval": scores})
-            key = self.best_key
             if key and key in scores and scores[key] < self.best_score:
-                self.best_score = scores[key]
-                self.save(pointer="best")
-                self.log.info("new best %s = %.4g at step %d", key, scores[key], self.step)
+                best = float(scores[key])
+        if self.proc.distributed:  # every process saves the best together (saving has a collective check)
+            shared = torch.tensor([best], dtype=torch.float64, device=self.device)
+            torch.distributed.broadcast(shared, src=0)
+            best = float(shared.item())
+        if best < math.inf:
+            self.best_score = best
+            self.save(pointer="best")
+            self.log.info("new best %s = %.4g at step %d", key, best, self.step)
 
     def _append_metrics(self, row: dict) -> None:
         with open(self.run.metrics_path, "a") as f:
