@@ -54,3 +54,60 @@ def test_one_mode_and_noise_are_caught():
     assert out["modes_covered"] == 1 and out["high_quality_share"] > 0.98
     noise = torch.rand(1000, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
     assert toy_mode_coverage(noise, centers, EIGHT_GAUSSIANS_STD)["high_quality_share"] < 0.2
+
+
+# ------------------------------------------------------------------ the papers' rule (VEEGAN, PacGAN)
+def test_points_on_seven_centres_cover_seven_modes_at_full_quality():
+    centers = torch.from_numpy(eight_gaussians_centers(1.0))
+    on_seven = centers[:7].repeat(50, 1)  # 350 points exactly at modes 0..6, none near mode 7
+    for rule in (None, 1):
+        out = toy_mode_coverage(on_seven, centers, 0.01, min_count=rule)
+        assert out["modes_covered"] == 7 and out["high_quality_share"] == 1.0
+        assert out["mode_counts"] == [50] * 7 + [0]
+
+
+def test_points_far_from_every_mode_are_low_quality():
+    centers = torch.from_numpy(eight_gaussians_centers(1.0))
+    far = torch.tensor([[0.0, 0.0], [3.0, 3.0], [0.5, 0.5]]).repeat(100, 1)
+    out = toy_mode_coverage(far, centers, 0.01, min_count=1)
+    assert out["high_quality_share"] == 0.0 and out["modes_covered"] == 0
+
+
+def test_three_sigma_boundary_and_the_one_sample_rule():
+    centers = torch.from_numpy(eight_gaussians_centers(1.0))
+    std = 0.01
+    # 100 points on mode 0, one at 2.9 std from mode 1 (high quality), one at 3.1 std from mode 2 (not)
+    inside = centers[1] + torch.tensor([2.9 * std, 0.0], dtype=torch.float64)
+    outside = centers[2] + torch.tensor([0.0, 3.1 * std], dtype=torch.float64)
+    points = torch.cat([centers[0].repeat(100, 1), inside[None], outside[None]])
+    papers = toy_mode_coverage(points, centers, std, min_count=1)
+    assert papers["mode_counts"][:3] == [100, 1, 0]
+    assert papers["modes_covered"] == 2  # one high-quality sample captures a mode
+    assert papers["high_quality_share"] == pytest.approx(101 / 102)
+    # genlab's default wants a fifth of the fair share (102 / 8 / 5 = 2.55 samples): the stray one is not enough
+    assert toy_mode_coverage(points, centers, std)["modes_covered"] == 1
+
+
+def test_ring_options_set_the_points_and_the_mode_extras():
+    from genlab.data.base import LoadOptions, load_data
+    from genlab.errors import GenlabError
+
+    default = load_data("8gaussians", LoadOptions())
+    assert default.spec.extras["mode_std"] == EIGHT_GAUSSIANS_STD
+    assert np.allclose(default.spec.extras["mode_centers"], eight_gaussians_centers())  # radius 0.8, unchanged
+    ring = load_data("8gaussians", LoadOptions(options={"radius": 1.0, "std": 0.01}))
+    centers = torch.tensor(ring.spec.extras["mode_centers"], dtype=torch.float64)
+    assert ring.spec.extras["mode_std"] == 0.01
+    assert torch.allclose(centers.norm(dim=1), torch.ones(8, dtype=torch.float64))
+    x = torch.cat([ring.x_train, ring.x_val]).double()
+    assert torch.allclose(x.norm(dim=1).mean(), torch.tensor(1.0, dtype=torch.float64), atol=1e-3)
+    out = toy_mode_coverage(x, centers, 0.01, min_count=1)
+    assert out["modes_covered"] == 8 and out["high_quality_share"] > 0.98  # 3 std in 2-D holds 98.9 %
+    # the default ring (radius 0.8) lies 20 std of the narrow ring away from its modes: the extras must follow
+    assert toy_mode_coverage(default.x_val.double(), centers, 0.01)["high_quality_share"] < 0.05
+    with pytest.raises(GenlabError, match="unknown field"):
+        load_data("8gaussians", LoadOptions(options={"radious": 1.0}))
+    with pytest.raises(GenlabError, match="std > 0"):
+        load_data("8gaussians", LoadOptions(options={"std": 0.0}))
+    with pytest.raises(GenlabError, match="takes no data options"):
+        load_data("moons", LoadOptions(options={"radius": 1.0}))
