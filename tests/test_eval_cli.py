@@ -72,3 +72,15 @@ def test_train_with_eval_every_keeps_the_best(tmp_path, default_digits_features)
     assert [r["step"] for r in evals] == [2, 4]
     assert evals[0]["eval"]["protocol"]["num_samples"] == 32 and evals[0]["eval"]["protocol"]["sampler"] == "dpm++"  # the preview sampler
     assert ckpt.resolve(tmp_path / "run" / "checkpoints", "best") is not None
+
+
+def test_likelihood_options_reach_the_models_bound(train_tiny, tmp_path, default_digits_features):
+    run = train_tiny("vae", steps=2, out=tmp_path / "vae")
+    entry = json.loads(invoke("eval", run.path, *FAST, "--likelihood-option", "k=5", "--json", "--no-write"))
+    assert entry["likelihood"]["bound"] == "IWAE k=5" and entry["likelihood"]["options"] == {"k": 5}
+    elbo = json.loads(invoke("eval", run.path, *FAST, "--json", "--no-write"))["likelihood"]
+    assert elbo["bound"] == "ELBO" and elbo["bits_per_dim"] > entry["likelihood"]["bits_per_dim"]
+    bad = CliRunner().invoke(app, ["eval", str(run.path), *FAST, "--likelihood-option", "k"])
+    assert bad.exit_code == 2 and "--likelihood-option takes key=value" in bad.output
+    unknown = CliRunner().invoke(app, ["eval", str(run.path), *FAST, "--likelihood-option", "temperature=2"])
+    assert "VAE's likelihood takes no option temperature" in str(unknown.exception)  # a GenlabError: exit 2 in main

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -106,27 +108,62 @@ def test_spectral_regulariser_finds_the_largest_singular_value_and_shrinks_with_
     assert SpectralRegulariser.batchnorm(bns).item() == pytest.approx(2.0 + 1.0)
 
 
-@pytest.mark.slow  # 30 steps and two held-out passes: ~5-10 s on a shared CPU
-def test_loss_goes_down_on_digits():
-    model, ds = build()
+def train(model: HVAE, ds, steps: int) -> HVAE:
     opt = torch.optim.Adamax(model.parameters(), lr=1e-2, eps=1e-3)
-    held_out = {"x": ds.x_val[:64]}
-
-    def nelbo() -> float:
-        model.eval()
-        with torch.no_grad():
-            return model.training_loss(held_out, "model", 10_000, gen(5)).logs["nelbo_nats"].item()
-
-    before = nelbo()
     model.train()
-    for step in range(30):
+    for step in range(steps):
         idx = torch.randint(0, len(ds.x_train), (32,), generator=gen(100 + step))
         opt.zero_grad(set_to_none=True)
         model.training_loss({"x": ds.x_train[idx]}, "model", step, gen(step)).loss.backward()
         opt.step()
-        model.train()
-    after = nelbo()
+    return model.eval()
+
+
+def held_out_nelbo(model: HVAE, ds) -> float:
+    model.eval()
+    with torch.no_grad():
+        return model.training_loss({"x": ds.x_val[:64]}, "model", 10_000, gen(5)).logs["nelbo_nats"].item()
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[HVAE, object, float]:
+    """A model trained 30 steps on digits, with its held-out negative ELBO before training."""
+    model, ds = build()
+    before = held_out_nelbo(model, ds)
+    return train(model, ds, 30), ds, before
+
+
+@pytest.mark.slow  # 30 steps and two held-out passes: ~5-10 s on a shared CPU
+def test_loss_goes_down_on_digits(trained):
+    model, ds, before = trained
+    after = held_out_nelbo(model, ds)
     assert after < 0.8 * before, f"held-out negative ELBO {before:.1f} -> {after:.1f} nats"
+
+
+@pytest.mark.slow  # shares the trained model
+def test_iwae_bound_over_the_hierarchy_tightens_as_k_grows_and_k1_is_the_elbo_in_expectation(trained):
+    model, ds, _ = trained
+    x = ds.x_val[:64]
+    # one binarisation for every k (drawn first from the same seed), fresh posterior draws for each
+    bounds = {k: model.iwae_nll(x, k, gen(0), chunk=4096).mean().item() for k in (1, 10, 50)}
+    assert bounds[1] > bounds[10] > bounds[50], bounds
+    assert bounds[1] - bounds[50] > 0.5, bounds  # nats per image: a real gain, not noise
+    # k = 1: one draw of log p(x|z) + sum_l log p(z_l|z_<l) - log q(z_l|x,z_<l), the ELBO with a Monte Carlo KL
+    one = torch.stack([model.iwae_nll(x, 1, gen(100 + i)) for i in range(30)])
+    elbo = torch.stack([sum(t.sum(1) if t.dim() > 1 else t for t in model.elbo_terms(x, gen(200 + i)))
+                        for i in range(30)])
+    per_item = (one - elbo).mean(0)  # paired on the same images: only the draws' noise is left
+    error = per_item.std() / len(per_item) ** 0.5
+    assert abs(per_item.mean()) < 4 * error, (per_item.mean(), error)
+    assert one.std(0).mean() > 0.5  # draws do differ: the agreement is not one draw seen twice
+    # bits_per_dim passes k through (chunking reorders the groups' draws, so only the same chunk repeats exactly)
+    bpd = model.bits_per_dim({"x": x[:8]}, gen(5), k=12)
+    assert torch.allclose(bpd, model.iwae_nll(x[:8], 12, gen(5)) / (64 * math.log(2)))
+    assert model.likelihood_details(k=12)["bound"] == "IWAE k=12" and model.likelihood_details()["bound"] == "ELBO"
+    model.train()
+    model.bits_per_dim({"x": x[:8]}, gen(5), k=2)  # measured with the running statistics, and back to training
+    assert model.training
+    model.eval()
 
 
 def test_temperature_zero_samples_are_the_prior_means_whatever_the_seed():

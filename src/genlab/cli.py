@@ -509,6 +509,19 @@ def _steps_list(steps: Optional[str]) -> list:
         fail(f"--steps takes integers separated by commas, e.g. 20,50,250; got '{steps}'")
 
 
+def _key_values(items: List[str], option: str) -> dict:
+    """['k=1000', 'chunk=512'] -> {'k': 1000, 'chunk': 512}: values read as YAML scalars (numbers, true, text)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"{option} takes key=value, e.g. {option} k=1000; got '{item}'")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 @app.command("eval")
 def eval_cmd(
     source: str = typer.Argument(..., help="run directory, .npz of samples, or folder of images"),
@@ -532,6 +545,9 @@ def eval_cmd(
     kid_subset_size: int = typer.Option(1000, help="KID subset size"),
     likelihood: bool = typer.Option(True, help="held-out bits/dim for models that have a likelihood"),
     likelihood_n: int = typer.Option(1000, help="validation items for bits/dim"),
+    likelihood_option: List[str] = typer.Option([], "--likelihood-option",
+                                                help="the model's likelihood setting, key=value (a VAE's "
+                                                     "importance-weighted bound: k=1000)"),
     memorization: bool = typer.Option(True, help="nearest-training-image check"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
     write: bool = typer.Option(True, help="append the result to eval.json"),
@@ -546,8 +562,8 @@ def eval_cmd(
                              seed=seed, batch_size=batch_size, checkpoint=checkpoint, data_dir=data_dir,
                              features=features, reference=reference, reference_size=reference_size, k=k,
                              kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, likelihood=likelihood,
-                             likelihood_n=likelihood_n, memorization=memorization, device=device, write=write,
-                             progress=not as_json, precision=precision, compile=compile_, classifier=classifier)
+                             likelihood_n=likelihood_n, likelihood_options=_key_values(likelihood_option, "--likelihood-option"),
+                             memorization=memorization, device=device, write=write, progress=not as_json, precision=precision, compile=compile_, classifier=classifier)
     typer.echo(json.dumps(entries[0] if len(entries) == 1 else entries, indent=1) if as_json else summary(entries))
 
 

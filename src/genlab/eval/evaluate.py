@@ -211,7 +211,8 @@ def evaluate(source: str | Path | Run | torch.Tensor, data: str | None = None, *
         **options: sampler (one the model has), eta, guidance, seed (0), batch_size (500), checkpoint ("latest"),
             labels (tensor of requested classes for arrays), data_dir, features ("auto" or a local Inception
             weights file), reference ("train" or "val"), reference_size (10,000), k (5), kid_subsets (100),
-            kid_subset_size (1000), likelihood (True), likelihood_n (1000), memorization (True),
+            kid_subset_size (1000), likelihood (True), likelihood_n (1000), likelihood_options (the model's own,
+            e.g. {"k": 1000} for a VAE's importance-weighted bound), memorization (True),
             device, write (True: append to eval.json), out (where eval.json goes), progress,
             classifier (a noise-classifier run guiding a diffusion run towards each class; guidance is its scale),
             precision ("auto", "fp32", "bf16", "fp16": the sampling network's; measures stay float32),
@@ -229,9 +230,9 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
                    batch_size: int = 500, checkpoint: str = "latest", labels: torch.Tensor | None = None,
                    data_dir: str | None = None, features: str | FeatureExtractor = "auto", reference: str = "train",
                    reference_size: int = 10_000, k: int = 5, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                   likelihood: bool = True, likelihood_n: int = 1000, memorization: bool = True,
-                   device: str | None = None, write: bool = True, out: str | Path | None = None,
-                   progress: bool = False, precision: str = "auto", compile: bool | None = None,
+                   likelihood: bool = True, likelihood_n: int = 1000, likelihood_options: dict | None = None,
+                   memorization: bool = True, device: str | None = None, write: bool = True,
+                   out: str | Path | None = None, progress: bool = False, precision: str = "auto", compile: bool | None = None,
                    classifier: str | Path | None = None) -> list[dict[str, Any]]:
     """`evaluate` once per entry of `steps` (quality against sampler steps), sharing data and reference."""
     kind, run, path = open_source(source)
@@ -282,7 +283,8 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
             t2 = time.perf_counter()
             from .likelihood import held_out_bits_per_dim
 
-            lik = held_out_bits_per_dim(model, dataset.x_val, dataset.y_val, n=likelihood_n, seed=seed)
+            lik = held_out_bits_per_dim(model, dataset.x_val, dataset.y_val, n=likelihood_n, seed=seed,
+                                        options=likelihood_options)
             result["timings"]["likelihood"] = round(time.perf_counter() - t2, 3)
         if lik and "bits_per_dim" in lik:
             result["scores"]["bits_per_dim"] = lik["bits_per_dim"]

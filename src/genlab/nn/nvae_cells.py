@@ -16,6 +16,8 @@ Batch norm uses NVAE's momentum 0.05.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,6 +91,11 @@ class Gaussian:
             return self.mean
         eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + temperature * self.sigma * eps
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; mean, sigma) per item (B,), summed over the group's dimensions."""
+        eps = (z - self.mean) / self.sigma
+        return (-0.5 * eps.pow(2) - self.sigma.log() - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
 
     def kl(self, prior: "Gaussian") -> torch.Tensor:
         """KL(self || prior) per item (B,), summed over the group's dimensions."""
