@@ -1,0 +1,120 @@
+"""The VAE family trained the same minutes on mnist: held-out likelihood bounds, sample scores and speed.
+
+    python benchmarks/vae.py --data-dir ../shared/data/mnist --minutes 10 --out runs/vae-bench \
+        [--models vae,hvae,vqvae] [--iwae-k 1000] [--likelihood-n 1000] [-n 5000]
+
+One model at a time (on two cores a second busy process slows both by an order of magnitude).
+- `vae` and `hvae` use the Bernoulli decoder on dynamically binarised mnist, the setting of the published
+  figures (VAE and IWAE: Burda et al. 2016; NVAE: Vahdat & Kautz 2020), so that their likelihoods are in
+  the papers' units: nats per binarised 28x28 image. The table gives the importance-weighted bound with
+  `--iwae-k` samples (the papers' k = 5000; an upper bound on -log p(x) that tightens as k grows) and the
+  one-sample ELBO, both on the first `--likelihood-n` validation images, each through
+  `genlab eval --likelihood-option k=K`. bits/dim is the IWAE figure per binary pixel.
+- `vae-logistic` is the default VAE (discretised logistic over 256 levels): its bound is of 8-bit images,
+  in bits per 8-bit dimension, not comparable with the binarised rows.
+- `vqvae` is the autoencoder for half of the minutes, then its code prior (`vqvae-prior`) for the other
+  half, the pair scored by the prior run's samples. It has no image likelihood (only the codes').
+- Sample scores: `genlab eval` FID, precision, recall and samples/s against the training split, on each
+  run's final weights (VAE samples do not collapse late, so there is no best-checkpoint selection).
+
+Published on dynamically binarised MNIST (test NLL, nats): VAE 86.76 and IWAE 84.78 with one stochastic
+layer, IWAE 82.90 with two (Burda et al. 2016, k = 5000); NVAE 78.01 (Vahdat & Kautz 2020). Those train on
+60,000 images for days on GPUs; here 9,000 images (the mnist test split held at ../shared/data, 1,000 held
+out) for minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import genlab
+from genlab.runs import Run
+
+# per model: the model trained, its settings, what its minutes buy. hvae's KL warm-up is NVAE's first 30%
+# of training, in steps: `--minutes` x the steps per minute measured on this machine (`STEPS_PER_MINUTE`)
+MODELS = {
+    "vae": {"model": "vae", "config": {"decoder": "bernoulli"}},
+    "vae-logistic": {"model": "vae", "config": {}},
+    "hvae": {"model": "hvae", "config": {"decoder": "bernoulli"}},
+}
+STEPS_PER_MINUTE = {"hvae": 300}  # batches of 32 at 28x28, fp32, 2 cores (measured idle, see the closing note)
+
+
+def likelihood(run: Run, k: int, n: int, data_dir: str | None) -> dict:
+    """The IWAE bound (k) and the ELBO on the first n validation images, in nats per image (through genlab eval)."""
+    out = {}
+    for name, options in (("elbo", {"k": 1}), ("iwae", {"k": k})):
+        # few samples: this call is for the held-out bound; not written to eval.json beside the real scores
+        entry = genlab.evaluate(run.path, n=100, data_dir=data_dir, likelihood_n=n, likelihood_options=options,
+                                memorization=False, write=False)
+        lik, dims = entry["likelihood"], math.prod(run.spec.shape)
+        out[name] = lik["bits_per_dim"] * dims * math.log(2)
+        out[f"{name}_se"] = lik["std_error"] * dims * math.log(2)
+        out["bits_per_dim"] = lik["bits_per_dim"]  # the last: the IWAE bound's
+        out["likelihood_seconds"] = entry["timings"].get("likelihood")
+    return out
+
+
+def samples(run: Run, n: int, data_dir: str | None) -> dict:
+    entry = genlab.evaluate(run.path, n=n, data_dir=data_dir, likelihood=False, memorization=False)
+    return {**entry["scores"], "samples_per_sec": entry["speed"]["samples_per_sec"]}
+
+
+def train(name: str, data: str, out: Path, minutes: float, data_dir: str | None, seed: int, reuse: bool) -> Run:
+    if reuse and (out / "checkpoints").exists():
+        return Run(out)
+    if name == "vqvae":
+        auto = genlab.train("vqvae", data, out=out.with_name(out.name + "-autoencoder"), minutes=minutes / 2,
+                            data_dir=data_dir, seed=seed, overwrite=True, progress=False)
+        return genlab.train("vqvae-prior", data, out=out, minutes=minutes / 2, data_dir=data_dir, seed=seed,
+                            overwrite=True, progress=False, model_config={"autoencoder": str(auto.path)})
+    spec = MODELS[name]
+    config = dict(spec["config"])
+    if name in STEPS_PER_MINUTE:
+        config["kl_warmup_steps"] = int(0.3 * STEPS_PER_MINUTE[name] * minutes)
+    return genlab.train(spec["model"], data, out=out, minutes=minutes, data_dir=data_dir, seed=seed, overwrite=True,
+                        progress=False, model_config=config)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="vae,hvae,vqvae", help=f"comma-separated, of {', '.join([*MODELS, 'vqvae'])}")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default="mnist", help="mnist for the published comparison (digits: a smoke run)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="runs/vae-bench")
+    parser.add_argument("-n", type=int, default=5000, help="samples per sample-quality evaluation")
+    parser.add_argument("--iwae-k", type=int, default=1000)
+    parser.add_argument("--likelihood-n", type=int, default=1000, help="validation images for the bounds")
+    parser.add_argument("--reuse", action="store_true", help="score runs already in --out instead of training")
+    args = parser.parse_args()
+    rows = []
+    for name in [m for m in args.models.split(",") if m]:
+        run = train(name, args.data, Path(args.out) / name, args.minutes, args.data_dir, args.seed, args.reuse)
+        row = {"name": name, "steps": run.info()["step"], **samples(run, args.n, args.data_dir)}
+        if name != "vqvae":
+            row.update(likelihood(run, args.iwae_k, args.likelihood_n, args.data_dir))
+        rows.append(row)
+        print(name + ": " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)), flush=True)
+
+    def fmt(row: dict, key: str, spec: str, se: str | None = None) -> str:
+        if key not in row:
+            return "-"
+        return spec.format(row[key]) + (f" ± {row[se]:.2f}" if se and se in row else "")
+
+    print(f"\n{args.data}, {args.minutes:g} minutes of training each; bounds on {args.likelihood_n} validation images "
+          f"(IWAE k={args.iwae_k}); {args.n} samples per evaluation\n")
+    print("| model | IWAE NLL (nats) | ELBO (nats) | bits/dim | FID | precision | recall | samples/s | steps |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {fmt(r, 'iwae', '{:.2f}', 'iwae_se')} | {fmt(r, 'elbo', '{:.2f}', 'elbo_se')} | "
+              f"{fmt(r, 'bits_per_dim', '{:.4f}')} | {fmt(r, 'fid', '{:.2f}')} | {fmt(r, 'precision', '{:.3f}')} | "
+              f"{fmt(r, 'recall', '{:.3f}')} | {fmt(r, 'samples_per_sec', '{:.0f}')} | {r['steps']} |")
+    print("\nvae-logistic's bounds are of 8-bit images (nats per 256-level image), the others' of binarised ones.")
+
+
+if __name__ == "__main__":
+    main()
