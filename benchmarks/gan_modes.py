@@ -67,15 +67,16 @@ SETTINGS: dict[str, dict] = {
 }
 
 
-def train_and_measure(name: str, seed: int, workdir: Path, overrides: list[str], steps: int | None) -> dict:
+def train_and_measure(name: str, seed: int, workdir: Path, overrides: list[str], steps: int | None,
+                      eval_every: int = 0) -> dict:
     s = SETTINGS[name]
     t0 = time.monotonic()
     run = genlab.train(s["model"], "8gaussians", out=workdir / f"{name}-seed{seed}", overwrite=True,
                        steps=steps or s["steps"], model_config=dict(s["config"]), overrides=overrides,
                        progress=False, seed=seed, data_options=dict(RING), precision="fp32", device="cpu",
-                       sample_every=0, checkpoint_every=0, collapse_every=0, eval_every=0, **s["train"])
+                       sample_every=0, checkpoint_every=0, collapse_every=0, eval_every=eval_every, **s["train"])
     seconds = time.monotonic() - t0
-    x = run.sample(N_SAMPLES, seed=seed, precision="fp32", device="cpu")
+    x = run.sample(N_SAMPLES, seed=seed, precision="fp32", device="cpu", checkpoint="best" if eval_every else "latest")
     extras = run.load_model(device="cpu").spec.extras
     centers, std = torch.tensor(extras["mode_centers"]), float(extras["mode_std"])
     published = toy_mode_coverage(x, centers, std, min_count=1)
@@ -118,6 +119,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override for every model, as in `genlab train --set` (e.g. hidden=128, train.lr=1e-3)")
     parser.add_argument("--runs", default=None, help="keep the runs here (default: a temporary directory)")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="genlab's GAN default: evaluate (FID) every N steps and sample the best checkpoint; "
+                             "0 (the papers' protocol): sample the final weights")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +135,7 @@ def main() -> None:
         for name in names:
             rows = []
             for seed in range(args.seeds):
-                r = train_and_measure(name, seed, workdir, args.overrides, args.steps)
+                r = train_and_measure(name, seed, workdir, args.overrides, args.steps, args.eval_every)
                 rows.append(r)
                 print(f"{name:<8} {seed:>4} {r['modes']:>5} {r['modes_strict']:>6} {100 * r['quality']:>6.1f} "
                       f"{r['seconds']:>7.1f}  {r['counts']}", flush=True)
