@@ -111,3 +111,26 @@ def test_ring_options_set_the_points_and_the_mode_extras():
         load_data("8gaussians", LoadOptions(options={"std": 0.0}))
     with pytest.raises(GenlabError, match="takes no data options"):
         load_data("moons", LoadOptions(options={"radius": 1.0}))
+
+
+def test_a_runs_evaluations_compare_with_the_ring_it_trained_on(train_tiny, monkeypatch):
+    """`genlab eval` and the evaluation during training load the run's data with its data options."""
+    from genlab.eval.evaluate import dataset_for
+    from genlab.eval.training import make_training_evaluator
+
+    ring = {"radius": 0.5, "std": 0.01}
+    run = train_tiny("gan", steps=2, data="8gaussians", data_options=ring)
+    centers = torch.tensor(dataset_for("run", run, None, None).spec.extras["mode_centers"])
+    assert torch.allclose(centers.norm(dim=1), torch.full((8,), 0.5, dtype=centers.dtype))
+    model = run.load_model(device="cpu")
+    # a generator that puts every sample exactly on a mode of the 0.5 ring covers 8 of 8 at full quality
+    monkeypatch.setattr(model, "sample", lambda n, *a, **k: centers.float()[torch.arange(n) % 8])
+    evaluator, key = make_training_evaluator(run.train_config)
+    scores = evaluator(model, 2)
+    # the best checkpoint is the one closest to every mode covered by high-quality samples only, not FID's
+    assert key == "mode_error" and scores["modes_covered"] == 8 and scores["high_quality_share"] == 1.0
+    assert scores["mode_error"] == 0.0
+    monkeypatch.setattr(model, "sample", lambda n, *a, **k: torch.cat([centers.float()[torch.arange(n - n // 4) % 4],
+                                                                      torch.zeros(n // 4, 2)]))
+    half = evaluator(model, 4)  # 4 of 8 modes, a quarter of the samples at the centre
+    assert half["modes_covered"] == 4 and half["mode_error"] == pytest.approx(0.5 + 0.25, abs=0.01)

@@ -332,7 +332,8 @@ def load_data(name: str, options: LoadOptions | None = None, **kwargs: Any) -> D
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int | None = None,
-                 download: bool = False, seed: int = 0, val_fraction: float = 0.1) -> Dataset:
+                 download: bool = False, seed: int = 0, val_fraction: float = 0.1,
+                 options: dict[str, Any] | None = None) -> Dataset:
     """An in-memory dataset (images or points) by name, for evaluation and the like.
 
     Args:
@@ -342,8 +343,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, image_size: int 
         download: fetch missing files from the official source and check their checksums.
         seed: seed of the train/validation split.
         val_fraction: share held out for validation when the source has no separate split.
+        options: the data set's own options (`genlab datasets` lists them), e.g. {"radius": 1.0} for 8gaussians.
     """
-    data = load_data(name, LoadOptions(data_dir, image_size, download, seed, val_fraction))
+    data = load_data(name, LoadOptions(data_dir, image_size, download, seed, val_fraction, options=dict(options or {})))
     if not isinstance(data, Dataset):
         raise DataError(f"'{name}' is a {data.kind} source, not an in-memory set of images or points")
     return data

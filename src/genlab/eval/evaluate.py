@@ -147,7 +147,8 @@ def dataset_for(kind: str, run: Run | None, data: str | None, data_dir: str | No
                              f"(metrics.jsonl, `genlab info`) hold its validation figures.")
     if run is not None and (data is None or data == run.train_config.data):
         cfg = run.train_config
-        return load_dataset(cfg.data, data_dir=data_dir or cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
+        return load_dataset(cfg.data, data_dir=data_dir or cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed,
+                            options=cfg.data_options)
     return load_dataset(data, data_dir=data_dir)
 
 
