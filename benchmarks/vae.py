@@ -32,14 +32,16 @@ from pathlib import Path
 import genlab
 from genlab.runs import Run
 
-# per model: the model trained, its settings, what its minutes buy. hvae's KL warm-up is NVAE's first 30%
-# of training, in steps: `--minutes` x the steps per minute measured on this machine (`STEPS_PER_MINUTE`)
+# per model: the model trained and its settings
 MODELS = {
     "vae": {"model": "vae", "config": {"decoder": "bernoulli"}},
     "vae-logistic": {"model": "vae", "config": {}},
     "hvae": {"model": "hvae", "config": {"decoder": "bernoulli"}},
 }
-STEPS_PER_MINUTE = {"hvae": 300}  # batches of 32 at 28x28, fp32, 2 cores (measured idle, see the closing note)
+# hvae's KL warm-up is NVAE's first 30% of training; the model counts it in steps, so a short probe run
+# measures this machine's steps per minute first
+WARMUP_SHARE = {"hvae": 0.3}
+PROBE_MINUTES = 0.25
 
 
 def likelihood(run: Run, k: int, n: int, data_dir: str | None) -> dict:
@@ -72,8 +74,13 @@ def train(name: str, data: str, out: Path, minutes: float, data_dir: str | None,
                             overwrite=True, progress=False, model_config={"autoencoder": str(auto.path)})
     spec = MODELS[name]
     config = dict(spec["config"])
-    if name in STEPS_PER_MINUTE:
-        config["kl_warmup_steps"] = int(0.3 * STEPS_PER_MINUTE[name] * minutes)
+    if name in WARMUP_SHARE:
+        probe = genlab.train(spec["model"], data, out=out.with_name(out.name + "-probe"), minutes=PROBE_MINUTES,
+                             data_dir=data_dir, seed=seed, overwrite=True, progress=False, model_config=config)
+        per_minute = probe.info()["step"] / PROBE_MINUTES
+        config["kl_warmup_steps"] = max(1, int(WARMUP_SHARE[name] * per_minute * minutes))
+        print(f"{name}: {per_minute:.0f} steps/minute in a {PROBE_MINUTES:g}-minute probe; KL warm-up "
+              f"{config['kl_warmup_steps']} steps", flush=True)
     return genlab.train(spec["model"], data, out=out, minutes=minutes, data_dir=data_dir, seed=seed, overwrite=True,
                         progress=False, model_config=config)
 
