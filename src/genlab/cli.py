@@ -511,15 +511,12 @@ def _steps_list(steps: Optional[str]) -> list:
 
 def _key_values(items: List[str], option: str) -> dict:
     """['k=1000', 'chunk=512'] -> {'k': 1000, 'chunk': 512}: values read as YAML scalars (numbers, true, text)."""
-    import yaml
+    from .config import apply_overrides
 
-    out = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        if not item.partition("=")[0].strip() or "=" not in item:
             fail(f"{option} takes key=value, e.g. {option} k=1000; got '{item}'")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    return apply_overrides({}, items)
 
 
 @app.command("eval")
@@ -562,8 +559,10 @@ def eval_cmd(
                              seed=seed, batch_size=batch_size, checkpoint=checkpoint, data_dir=data_dir,
                              features=features, reference=reference, reference_size=reference_size, k=k,
                              kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, likelihood=likelihood,
-                             likelihood_n=likelihood_n, likelihood_options=_key_values(likelihood_option, "--likelihood-option"),
-                             memorization=memorization, device=device, write=write, progress=not as_json, precision=precision, compile=compile_, classifier=classifier)
+                             likelihood_n=likelihood_n,
+                             likelihood_options=_key_values(likelihood_option, "--likelihood-option"),
+                             memorization=memorization, device=device, write=write, progress=not as_json,
+                             precision=precision, compile=compile_, classifier=classifier)
     typer.echo(json.dumps(entries[0] if len(entries) == 1 else entries, indent=1) if as_json else summary(entries))
 
 

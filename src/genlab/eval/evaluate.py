@@ -233,8 +233,8 @@ def evaluate_steps(source, data: str | None = None, *, n: int | None = None, ste
                    reference_size: int = 10_000, k: int = 5, kid_subsets: int = 100, kid_subset_size: int = 1000,
                    likelihood: bool = True, likelihood_n: int = 1000, likelihood_options: dict | None = None,
                    memorization: bool = True, device: str | None = None, write: bool = True,
-                   out: str | Path | None = None, progress: bool = False, precision: str = "auto", compile: bool | None = None,
-                   classifier: str | Path | None = None) -> list[dict[str, Any]]:
+                   out: str | Path | None = None, progress: bool = False, precision: str = "auto",
+                   compile: bool | None = None, classifier: str | Path | None = None) -> list[dict[str, Any]]:
     """`evaluate` once per entry of `steps` (quality against sampler steps), sharing data and reference."""
     kind, run, path = open_source(source)
     if kind == "run" and run.spec.kind not in MEASURED_KINDS and run.has_checkpoint() \

@@ -47,7 +47,6 @@ normalisation, batch-norm readjustment at sampling.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,6 +60,7 @@ from ...nn.distributions import (bernoulli_log_likelihood, discretized_logistic_
                                  nats_to_bits_per_dim)
 from ...nn.nvae_cells import EncoderCell, Gaussian, GenerativeCell, SpectralRegulariser
 from ..base import GenerativeModel, LossOutput
+from .vae import bound_details
 
 
 @dataclass
@@ -315,8 +315,7 @@ class HVAE(GenerativeModel):
 
     def likelihood_details(self, k: int = 1, **_: Any) -> dict[str, Any]:
         """What `bits_per_dim` measures with these options: recorded beside the figure."""
-        data = "dynamically binarised images" if self.config.decoder == "bernoulli" else "256-level images"
-        return {"bound": "ELBO" if k == 1 else f"IWAE k={k}", "decoder": self.config.decoder, "data": data}
+        return bound_details(k, self.config.decoder)
 
     @torch.inference_mode()
     def bits_per_dim(self, batch, generator=None, k: int = 1, chunk: int = 1024) -> torch.Tensor:

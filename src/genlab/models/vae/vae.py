@@ -86,6 +86,12 @@ class VAEConfig:
     iwae_chunk: int = 1024  # images decoded per pass of the IWAE bound: bounds its memory
 
 
+def bound_details(k: int, decoder: str) -> dict[str, Any]:
+    """What a VAE's bits/dim with k importance samples measures, for eval.json (shared with hvae)."""
+    data = "dynamically binarised images" if decoder == "bernoulli" else "256-level images"
+    return {"bound": "ELBO" if k == 1 else f"IWAE k={k}", "decoder": decoder, "data": data}
+
+
 class VAE(GenerativeModel):
     family = "vae"
     description = "VAE: conv encoder/decoder; Gaussian, Bernoulli or discretised logistic decoder; ELBO and IWAE bounds"
@@ -310,9 +316,7 @@ class VAE(GenerativeModel):
     # ------------------------------------------------------------------ evaluation
     def likelihood_details(self, k: int | None = None, **_: Any) -> dict[str, Any]:
         """What `bits_per_dim` measures with these options: recorded beside the figure."""
-        k = self.config.iwae_k if k is None else k
-        data = "dynamically binarised images" if self.decoder_kind == "bernoulli" else "256-level images"
-        return {"bound": "ELBO" if k == 1 else f"IWAE k={k}", "decoder": self.decoder_kind, "data": data}
+        return bound_details(self.config.iwae_k if k is None else k, self.decoder_kind)
 
     @torch.inference_mode()
     def bits_per_dim(self, batch, generator=None, k: int | None = None, chunk: int | None = None) -> torch.Tensor:
