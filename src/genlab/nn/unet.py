@@ -40,14 +40,17 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """(x (B, C, H, W), t (B,), labels (B,) | None, context (B, L, D) | None, context_mask (B, L)) -> (B, C, H, W).
 
-    With `context_dim`, every attention level and the middle also cross-attend to a context (caption
-    tokens), and the context's mean over its real tokens joins the time embedding.
+    The middle always self-attends; `attention_levels` are the resolution levels whose blocks do too.
+    With `context_dim`, the middle and the `cross_attention_levels` (default: the attention levels)
+    cross-attend to a context (caption tokens), and the context's mean over its real tokens joins the
+    time embedding.
     """
 
     def __init__(self, in_channels: int, image_size: int, base_channels: int = 32,
                  channel_mults: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 1,
                  attention_levels: tuple[int, ...] = (2,), dropout: float = 0.0, num_classes: int = 0,
-                 context_dim: int = 0, out_channels: int | None = None):
+                 context_dim: int = 0, out_channels: int | None = None,
+                 cross_attention_levels: tuple[int, ...] | None = None):
         super().__init__()
         if image_size % 2 ** (len(channel_mults) - 1):
             raise ValueError(
@@ -59,10 +62,11 @@ class UNet(nn.Module):
         self.context_dim = context_dim
         self.context_embed = nn.Linear(context_dim, emb_dim) if context_dim else None
 
-        def attention_blocks(ch: int, level_has_attention: bool) -> list[nn.Module]:
-            if not level_has_attention:
-                return [nn.Identity()]
-            return [SpatialSelfAttention(ch)] + ([SpatialCrossAttention(ch, context_dim)] if context_dim else [])
+        cross_levels = attention_levels if cross_attention_levels is None else cross_attention_levels
+
+        def attention_blocks(ch: int, level: int) -> list[nn.Module]:
+            blocks = [SpatialSelfAttention(ch) if level in attention_levels else nn.Identity()]
+            return blocks + ([SpatialCrossAttention(ch, context_dim)] if context_dim and level in cross_levels else [])
 
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         chans = [base_channels * m for m in channel_mults]
@@ -71,7 +75,7 @@ class UNet(nn.Module):
         skips, ch = [base_channels], base_channels
         for level, out in enumerate(chans):
             for _ in range(num_res_blocks):
-                self.down.append(nn.ModuleList([ResBlock(ch, out, emb_dim, dropout), *attention_blocks(out, level in attention_levels)]))
+                self.down.append(nn.ModuleList([ResBlock(ch, out, emb_dim, dropout), *attention_blocks(out, level)]))
                 ch = out
                 skips.append(ch)
             if level < len(chans) - 1:
@@ -88,7 +92,7 @@ class UNet(nn.Module):
             out = chans[level]
             for _ in range(num_res_blocks + 1):
                 self.up.append(nn.ModuleList([ResBlock(ch + skips.pop(), out, emb_dim, dropout),
-                                              *attention_blocks(out, level in attention_levels)]))
+                                              *attention_blocks(out, level)]))
                 ch = out
             if level > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)))
@@ -170,8 +174,9 @@ def denoising_network(config: Any, data_shape: tuple[int, ...], is_image: bool, 
     """The (x, t, labels, context, context_mask) network of a diffusion or flow model, and its config with
     the choices filled in.
 
-    `config` has the fields base_channels, channel_mults, num_res_blocks, patch_size, dropout and
-    mlp_hidden; unset channel_mults and patch_size are chosen from the image size.
+    `config` has the fields base_channels, channel_mults, num_res_blocks, patch_size, attention, dropout
+    and mlp_hidden; unset channel_mults and patch_size are chosen from the image size. Captions are
+    cross-attended at the lowest resolution level whatever `attention` says.
     """
     if not is_image:
         return MLPDenoiser(data_shape[0], config.mlp_hidden, num_classes=num_classes), config
@@ -183,6 +188,8 @@ def denoising_network(config: Any, data_shape: tuple[int, ...], is_image: bool, 
     mults = tuple(config.channel_mults or (1, 2, 2)[:levels])
     config = replace(config, patch_size=patch, channel_mults=mults)
     net = PatchUNet(channels, size, patch, extra_channels, base_channels=config.base_channels, channel_mults=mults,
-                    num_res_blocks=config.num_res_blocks, attention_levels=(len(mults) - 1,),
+                    num_res_blocks=config.num_res_blocks,
+                    attention_levels=(len(mults) - 1,) if config.attention == "lowest-level" else (),
+                    cross_attention_levels=(len(mults) - 1,),
                     dropout=config.dropout, num_classes=num_classes, context_dim=context_dim)
     return net, config

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -42,6 +42,9 @@ class DiffusionNetConfig:
     channel_mults: tuple[int, ...] | None = None  # None: chosen from the image size
     num_res_blocks: int = 1
     patch_size: int | None = None  # None: 2 for images of 28 pixels and more, else 1
+    # where the UNet self-attends besides its middle: "lowest-level" adds every block of the lowest
+    # resolution (Ho et al.'s placement, 4 attention layers in the mnist UNet)
+    attention: Literal["middle", "lowest-level"] = "lowest-level"
     dropout: float = 0.0
     mlp_hidden: int = 128  # network width for 2-D point data
     label_dropout: float = 0.1  # share of items trained without their label or caption (classifier-free guidance)
@@ -83,6 +86,12 @@ class DiffusionModel(GenerativeModel, abc.ABC):
             extra = self.data_shape[0]
         self.net, self.config = denoising_network(config, self.diffusion_shape, self.is_image, cond_classes,
                                                   config.text_dim if self.text_encoder is not None else 0, extra)
+
+    @classmethod
+    def migrate_config(cls, config):
+        if "base_channels" in config:  # image networks saved before `attention` existed attended at the lowest level
+            config.setdefault("attention", "lowest-level")
+        return config
 
     @property
     def low_res_size(self) -> int | None:
