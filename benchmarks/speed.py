@@ -2,7 +2,7 @@
 and a check that the precision choice does not cost quality.
 
     python benchmarks/speed.py throughput --data mnist --data-dir ../shared/data/mnist [--seconds 30]
-    python benchmarks/speed.py sampling runs/ddpm-mnist runs/vae-mnist [-n 500]
+    python benchmarks/speed.py sampling runs/ddpm-mnist runs/vae-mnist [-n 500] [--repeats 3]
     python benchmarks/speed.py quality --data mnist --data-dir ../shared/data/mnist --minutes 10 --out bench
 
 `throughput` trains each model's default config for --seconds per mode and prints steady-state
@@ -58,12 +58,14 @@ def train_rate(name: str, args, mode: str, out: str, steps: int | None = None) -
     return rate, run.info()
 
 
-def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int,
-                   max_calls: int | None = None) -> list[tuple[str, str, float, float]]:
-    """(mode, preset, samples/s, warm-up seconds) for each mode and sampling preset of the run's model.
+def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int, max_calls: int | None = None,
+                   repeats: int = 1) -> list[tuple[str, str, list[float], float]]:
+    """(mode, preset, samples/s of each timed batch, warm-up seconds) for each mode and sampling preset of
+    the run's model.
 
     Each preset is warmed up (allocations, and the compilation in compiled modes) with one batch of the
-    same shape drawn with the preset at 2 steps (or the model's cheap preview options), then one batch is timed.
+    same shape drawn with the preset at 2 steps (or the model's cheap preview options), then `repeats`
+    batches are timed one by one (on a shared host one batch can take twice as long as the next).
     """
     from genlab.compilation import compile_model
     from genlab.eval.speed import timed_sampling
@@ -89,9 +91,9 @@ def sampling_rates(run: Run, modes: list[str], n: int, long_chain_batch: int,
             warm_options = {**options, "steps": 2} if "steps" in options else model.preview_options()
             sample_in_batches(model, batch, conditions, batch_size=batch, options=warm_options, precision=precision)
             warm = time.perf_counter() - start
-            _, speed = timed_sampling(model, batch, batch_size=batch, conditions=conditions, options=options,
-                                      precision=precision, warmup=0)
-            rows.append((mode, f"{preset} (batch {batch})", speed["samples_per_sec"], warm))
+            rates = [timed_sampling(model, batch, batch_size=batch, conditions=conditions, options=options,
+                                    precision=precision, warmup=0)[1]["samples_per_sec"] for _ in range(repeats)]
+            rows.append((mode, f"{preset} (batch {batch})", rates, warm))
     return rows
 
 
@@ -124,8 +126,8 @@ def throughput(args) -> None:
                       f"{first:>12.1f}", flush=True)
             if args.sample and get_model_class(name).can_sample:
                 print(f"  sampling ({info['parameters']:,} parameters; warm-up = the compile cost when compiled)")
-                for mode, preset, rate, warm in sampling_rates(Run(f"{tmp}/run"), modes, args.n, args.long_chain_batch):
-                    print(f"  {mode:<14} {preset:<36} {rate:>9.1f} samples/s  warm-up {warm:6.1f} s", flush=True)
+                for row in sampling_rates(Run(f"{tmp}/run"), modes, args.n, args.long_chain_batch):
+                    print_sampling_row(*row)
 
 
 def sampling(args) -> None:
@@ -135,8 +137,14 @@ def sampling(args) -> None:
         run = Run(path)
         info = run.info()
         print(f"\n{path} ({run.model_name}, {info['parameters']:,} parameters, step {info['step']})")
-        for mode, preset, rate, warm in sampling_rates(run, modes, args.n, args.long_chain_batch, args.max_calls):
-            print(f"  {mode:<14} {preset:<36} {rate:>9.1f} samples/s  warm-up {warm:6.1f} s", flush=True)
+        for row in sampling_rates(run, modes, args.n, args.long_chain_batch, args.max_calls, args.repeats):
+            print_sampling_row(*row)
+
+
+def print_sampling_row(mode: str, preset: str, rates: list[float], warm: float) -> None:
+    spread = f"  ({min(rates):.1f}-{max(rates):.1f}, {len(rates)} batches)" if len(rates) > 1 else ""
+    print(f"  {mode:<14} {preset:<36} {statistics.median(rates):>9.1f} samples/s  warm-up {warm:6.1f} s{spread}",
+          flush=True)
 
 
 def quality(args) -> None:
@@ -188,6 +196,7 @@ def main() -> None:
     s.add_argument("-n", type=int, default=500)
     s.add_argument("--long-chain-batch", type=int, default=100)
     s.add_argument("--max-calls", type=int, default=None, help="skip presets with more network calls per sample")
+    s.add_argument("--repeats", type=int, default=3, help="timed batches per preset; the median is printed")
     s.set_defaults(func=sampling)
     q = sub.add_parser("quality", help="--minutes of training with auto and with fp32 precision, then genlab eval")
     q.add_argument("--data", default="mnist")

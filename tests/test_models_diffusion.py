@@ -374,3 +374,29 @@ def test_classifier_guidance_through_the_cli(tmp_path, genlab_cli):
                            "--kid-subset-size", "20", "--features", "train")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "conditional accuracy" in evaluated.stdout
+
+
+# ------------------------------------------------------------------ network
+def test_attention_in_the_middle_only_drops_the_lowest_levels_self_attention_but_keeps_caption_attention():
+    from genlab.nn.attention import SpatialCrossAttention, SpatialSelfAttention
+    from test_models import build
+
+    def count(model, kind):
+        return sum(isinstance(m, kind) for m in model.net.modules())
+
+    lowest, _ = build("ddpm", attention="lowest-level")
+    middle, _ = build("ddpm", attention="middle")
+    # digits' UNet has 2 levels: the lowest one's down block, its 2 up blocks, and the middle
+    assert count(lowest, SpatialSelfAttention) == 4 and count(middle, SpatialSelfAttention) == 1
+    captioned, _ = build("ddpm", conditions=("text",), attention="middle")
+    assert count(captioned, SpatialSelfAttention) == 1 and count(captioned, SpatialCrossAttention) == 4
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 500])
+    assert middle(x, t).shape == x.shape
+
+
+def test_runs_saved_before_the_attention_option_keep_their_lowest_level_attention():
+    from genlab.registry import get_model_class
+
+    saved = {"base_channels": 32, "channel_mults": [1, 2], "num_res_blocks": 1}
+    assert get_model_class("ddpm").migrate_config(dict(saved))["attention"] == "lowest-level"
+    assert get_model_class("flow-matching").migrate_config({**saved, "attention": "middle"})["attention"] == "middle"
