@@ -44,8 +44,9 @@ class DiffusionNetConfig:
     patch_size: int | None = None  # None: 2 for images of 28 pixels and more, else 1
     # where the UNet self-attends: "middle" only, or "lowest-level", also in every block of the lowest
     # resolution (Ho et al.'s placement: 4 attention layers in the mnist UNet instead of 1). On mnist,
-    # 10 minutes on 2 cores: the middle alone trained 12% more steps, sampled 2x faster (eager bf16,
-    # batch 500) and scored FID 1.52 against 1.72 (DPM++ 10, 5,000 samples, one seed each)
+    # 10 minutes on 2 cores: the middle alone trained 12% more steps, sampled 1.1-1.2x faster (bf16,
+    # batch 500, eager or compiled; benchmarks/speed.py sampling) and scored FID 1.52 against 1.72
+    # (DPM++ 10, 5,000 samples, one seed each)
     attention: Literal["middle", "lowest-level"] = "middle"
     dropout: float = 0.0
     mlp_hidden: int = 128  # network width for 2-D point data
