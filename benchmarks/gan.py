@@ -8,7 +8,8 @@ run evaluates every 1000 steps during training and keeps its best checkpoint by 
 so a late-training collapse does not cost the result. The table: FID, precision, recall, coverage,
 class entropy (log 10 = 2.303 when every digit is equally frequent), classes covered, samples/s at
 batch 500, training steps. `--compare` adds already trained runs (a DDPM, a VAE of the same minutes)
-scored with the same protocol; a diffusion run is scored with its default sampler. With several
+scored with the same protocol; a diffusion run is scored with its own sampler, or the one
+`--compare-sampler dpm++:10` names. With several
 `--seeds`, each cell is the mean and, in brackets, the spread (max - min).
 """
 
@@ -19,6 +20,7 @@ import statistics
 from pathlib import Path
 
 import genlab
+from genlab.registry import get_model_class
 from genlab.runs import Run
 from genlab.train import checkpoint as ckpt
 
@@ -28,9 +30,10 @@ COLUMNS = [("fid", "FID", "{:.2f}"), ("precision", "precision", "{:.3f}"), ("rec
            ("classes_covered", "classes", "{:.0f}")]
 
 
-def score(run: Run, n: int, data_dir: str | None) -> dict:
+def score(run: Run, n: int, data_dir: str | None, **options) -> dict:
     which = "best" if ckpt.resolve(run.checkpoints, "best", must_exist=False) else "latest"
-    entry = genlab.evaluate(run.path, n=n, data_dir=data_dir, checkpoint=which, likelihood=False, memorization=False)
+    entry = genlab.evaluate(run.path, n=n, data_dir=data_dir, checkpoint=which, likelihood=False, memorization=False,
+                            **options)
     out = dict(entry["scores"])
     out["samples_per_sec"] = entry["speed"]["samples_per_sec"]
     out["checkpoint"] = which
@@ -53,6 +56,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/gan-bench")
     parser.add_argument("-n", type=int, default=10_000, help="samples per evaluation")
     parser.add_argument("--compare", default="", help="comma-separated runs to score beside the GANs")
+    parser.add_argument("--compare-sampler", default="",
+                        help="SAMPLER:STEPS for the diffusion runs of --compare (e.g. dpm++:10); default: each "
+                             "run's own, which for runs saved before DPM++ became the default is the 1000-step chain")
     parser.add_argument("--set", action="append", default=[], help="MODEL:key=value model override")
     parser.add_argument("--reuse", action="store_true", help="score runs already in --out instead of training")
     args = parser.parse_args()
@@ -72,9 +78,13 @@ def main() -> None:
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {result[k]:.4g}" for k, _, _ in COLUMNS if k in result)
                   + f", {result['samples_per_sec']:.0f} samples/s, {result['steps']} steps ({result['checkpoint']})",
                   flush=True)
+    compare_options = {}
+    if args.compare_sampler:
+        sampler, _, steps = args.compare_sampler.partition(":")
+        compare_options = {"sampler": sampler, **({"steps": int(steps)} if steps else {})}
     for path in [p for p in args.compare.split(",") if p]:
         run = Run(path)
-        result = score(run, args.n, args.data_dir)
+        result = score(run, args.n, args.data_dir, **(compare_options if get_model_class(run.model_name).family == "diffusion" else {}))
         result["steps"] = run.info()["step"]
         rows[f"{run.model_name} ({Path(path).name})"] = [result]
     print(f"\n{args.data}, {args.minutes:g} minutes of training each, {args.n} samples per evaluation\n")
