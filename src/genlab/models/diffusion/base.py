@@ -64,8 +64,10 @@ class DiffusionModel(GenerativeModel, abc.ABC):
     accepted_conditions = (LABEL, TEXT, LOW_RES)
     # every run can edit at sampling: an input alone is image-to-image, an input and a mask inpainting
     sampling_inputs = (SOURCE, MASK)
-    # a 2-core CPU compiles the UNet for sampling in 15-25 s (warm cache) and saves 15-20% per call at
-    # batch 500: it pays for long jobs only (e.g. 10,000 samples with DDIM 100); training never gained
+    # a 2-core CPU compiles the mnist UNet for sampling in 5-20 s (warm cache) and then takes about 0.2 s
+    # a call at batch 500 instead of 0.3 (benchmarks/speed.py sampling, bf16). That pays from a few
+    # hundred such calls, but a cold cache costs up to a minute and small batches gain less, so only
+    # long jobs compile by default (10,000 samples with DDIM 100 are 2,000 calls); training never gained
     compile_pays_after = {"sample": {"cpu": 2000}, "train": {}}
     # sampler names this model takes; the ODE samplers are common to all
     samplers: tuple[str, ...] = tuple(ODE_SAMPLERS)
