@@ -15,7 +15,7 @@ The autoencoder can be any genlab run whose model offers `latent_shape`, `encode
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ class LatentDiffusionConfig(DDPMConfig):
     latent_factor: int = 4
     clip_denoised: bool = False  # latents have no fixed range
     sampler: str = "dpm++"
+    # a 7x7 latent's UNet has one level: attending only in the middle would drop all of its other attention,
+    # and the image models' measurement that the middle suffices does not carry over
+    attention: Literal["middle", "lowest-level"] = "lowest-level"
 
 
 class LatentDiffusion(DDPM):
