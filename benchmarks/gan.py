@@ -84,7 +84,8 @@ def main() -> None:
         compare_options = {"sampler": sampler, **({"steps": int(steps)} if steps else {})}
     for path in [p for p in args.compare.split(",") if p]:
         run = Run(path)
-        result = score(run, args.n, args.data_dir, **(compare_options if get_model_class(run.model_name).family == "diffusion" else {}))
+        diffusion = get_model_class(run.model_name).family == "diffusion"
+        result = score(run, args.n, args.data_dir, **(compare_options if diffusion else {}))
         result["steps"] = run.info()["step"]
         rows[f"{run.model_name} ({Path(path).name})"] = [result]
     print(f"\n{args.data}, {args.minutes:g} minutes of training each, {args.n} samples per evaluation\n")

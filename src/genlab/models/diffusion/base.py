@@ -94,8 +94,7 @@ class DiffusionModel(GenerativeModel, abc.ABC):
 
     @classmethod
     def migrate_config(cls, config):
-        if "base_channels" in config:  # image networks saved before `attention` existed attended at the lowest level
-            config.setdefault("attention", "lowest-level")
+        config.setdefault("attention", "lowest-level")  # runs saved before the setting attended there
         return config
 
     @property
