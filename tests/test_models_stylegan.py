@@ -140,6 +140,19 @@ def test_training_mixes_styles_and_tracks_w_avg_only_in_the_discriminator_phase(
     assert calls[-1]["mixing"] == 0.0 and not calls[-1]["track"]
 
 
+def test_tanh_output_keeps_images_in_the_data_range_and_linear_is_the_papers_unbounded_image():
+    z = torch.randn(64, 8, generator=gen(0))
+    squashed = model().generator(z, gen(1))
+    unbounded = model(output="linear").generator(z, gen(1))  # same seed: the same weights
+    assert squashed.abs().max() < 1 and unbounded.abs().max() > 1
+    torch.testing.assert_close(squashed, torch.tanh(unbounded))
+
+
+def test_runs_saved_before_the_output_option_keep_their_unbounded_image():
+    assert StyleGAN.migrate_config({"latent_dim": 8})["output"] == "linear"
+    assert StyleGAN.migrate_config({"output": "tanh"})["output"] == "tanh"
+
+
 # ------------------------------------------------------------------ optimisation
 def test_the_mapping_network_learns_at_a_hundredth_of_the_rate():
     m = model()

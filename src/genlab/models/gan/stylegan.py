@@ -21,15 +21,23 @@ regularisation, the lazy-R1 correction of Adam's lr and betas (x16/17: negligibl
 truncation cut off after some layers (psi applies to all), and the upfirdn kernels: resampling convs
 blur with the paper's [1, 3, 3, 1] filter as a depthwise conv, and the skip image is upsampled
 bilinearly (the same filter inside the image). Style mixing draws a crossover per item rather than
-per batch, so no device value decides a Python branch. Images come out unbounded, as in the paper;
-`sample` clips them to [-1, 1] as the paper's image export does.
+per batch, so no device value decides a Python branch.
+
+One departure by default, measured: the image goes through tanh (`output="tanh"`, as DCGAN's does). The
+paper's images come out unbounded (`output="linear"`), and `sample` clips them to [-1, 1] as its image
+export does. That suits photographs, whose pixels seldom sit at the ends of their range; most pixels of a
+digit scan sit exactly at -1, and an unbounded output leaves out-of-range and noisy backgrounds that the
+discriminator rejects at a glance. On mnist (28x28, batch 32, lr 2e-3) the linear output collapsed in
+every setting tried (lr 5e-4 to 2e-3, R1 weight 0.01 and 1, DiffAugment, no style mixing, 64 channels,
+batch 64): one or two classes by step 500-1000, FID 78 at step 500. With tanh, step 600 gave FID 14.2 over
+all 10 classes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +67,8 @@ class StyleGANConfig(AdversarialConfig):
     # 32, and its CIFAR-10 (32x32) setting is 0.01
     r1_weight: float = 0.01
     r1_every: int = 16  # lazy R1
+    # "linear": the paper's unbounded image; "tanh" squashes it into the data's [-1, 1] (see the module docstring)
+    output: Literal["tanh", "linear"] = "tanh"
 
 
 def _mapping_mlp(config: StyleGANConfig) -> nn.Sequential:
@@ -166,7 +176,7 @@ class StyleGenerator(nn.Module):
             x = self.convs[2 * i](x, ws[:, 2 * i], generator)
             up = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
             image = up + to_rgb(x, ws[:, 2 * i + 1])
-        return image
+        return torch.tanh(image) if self.config.output == "tanh" else image
 
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None, truncation: float | None = None,
                 mixing: float = 0.0, track: bool = False) -> torch.Tensor:
@@ -235,6 +245,11 @@ class StyleGAN(AdversarialModel):
         self.generator = StyleGenerator(config, c, size)
         self.discriminator = ResidualDiscriminator(config, c, size)
         self._phase: str | None = None
+
+    @classmethod
+    def migrate_config(cls, config):
+        config.setdefault("output", "linear")  # runs saved before the setting were trained unbounded
+        return config
 
     def generator_groups(self) -> list[ParamGroup]:
         mapping = [p for p in self.generator.mapping.parameters() if p.requires_grad]
