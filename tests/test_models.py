@@ -282,6 +282,34 @@ def test_gan_samples_move_toward_the_data(tmp_path):
     assert after < 0.75 * before, f"mean distance to the circle of modes {before:.3f} -> {after:.3f}"
 
 
+def test_a_packed_discriminator_tells_duplicated_pairs_from_real_ones_and_an_unpacked_one_cannot():
+    # PacGAN's point: "fake" pairs of two copies of one real point have the real marginal, so one item at a
+    # time shows nothing; a discriminator that sees the pair sees the missing diversity
+    def separation(pack: int) -> float:
+        model, ds = build("gan", "8gaussians", pack=pack, dropout=0.0)
+        real = ds.x_train[:512]
+        opt = torch.optim.Adam(model.discriminator.parameters(), lr=2e-3)
+        for i in range(150):
+            x = ds.x_train[torch.randint(0, len(ds.x_train), (256,), generator=gen(i))]
+            dup = x[:128].repeat_interleave(2, dim=0)  # consecutive items are one pack
+            logits = torch.cat([model.discriminate(x, {}), model.discriminate(dup, {})])
+            target = torch.cat([torch.ones(len(logits) // 2, 1), torch.zeros(len(logits) // 2, 1)])
+            opt.zero_grad()
+            torch.nn.functional.binary_cross_entropy_with_logits(logits, target).backward()
+            opt.step()
+        with torch.no_grad():
+            return (model.discriminate(real, {}).mean() - model.discriminate(real[:256].repeat_interleave(2, 0), {}).mean()).item()
+
+    assert separation(2) > 2.0  # mean logit gap between real and duplicated pairs
+    assert abs(separation(1)) < 0.5
+    model, ds = build("gan", "8gaussians", pack=2)
+    assert model.discriminate(ds.x_train[:64], {}).shape == (32, 1)
+    with pytest.raises(GenlabError, match="multiple of pack=2"):
+        model.discriminate(ds.x_train[:63], {})
+    with pytest.raises(GenlabError, match="at least 1"):
+        build("gan", "8gaussians", pack=0)
+
+
 # ------------------------------------------------------------------ class labels
 @pytest.mark.parametrize("model_name", MODELS)
 def test_sampling_with_wrong_labels_raises_a_clear_error(model_name, tmp_path):
