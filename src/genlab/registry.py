@@ -29,6 +29,7 @@ _MODELS: dict[str, str] = {
     "gpt": "genlab.models.autoregressive.gpt:GPT",
     "seq2seq": "genlab.models.autoregressive.seq2seq:Seq2Seq",
     "cyclegan": "genlab.models.gan.cyclegan:CycleGAN",
+    "ddgan": "genlab.models.hybrid.ddgan:DDGAN",
 }
 
 

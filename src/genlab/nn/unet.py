@@ -43,7 +43,8 @@ class UNet(nn.Module):
     The middle always self-attends; `attention_levels` are the resolution levels whose blocks do too.
     With `context_dim`, the middle and the `cross_attention_levels` (default: the attention levels)
     cross-attend to a context (caption tokens), and the context's mean over its real tokens joins the
-    time embedding.
+    time embedding. `extra_embedding` (B, embedding_dim), when given, is added to the time embedding as
+    well (a denoising diffusion GAN's latent noise, through its mapping network).
     """
 
     def __init__(self, in_channels: int, image_size: int, base_channels: int = 32,
@@ -57,7 +58,7 @@ class UNet(nn.Module):
                 f"image size {image_size} cannot be halved {len(channel_mults) - 1} times; "
                 f"use fewer channel_mults (e.g. {channel_mults[:-1]})"
             )
-        emb_dim = base_channels * 4
+        emb_dim = self.embedding_dim = base_channels * 4
         self.embed = TimestepEmbedding(base_channels, emb_dim, num_classes)
         self.context_dim = context_dim
         self.context_embed = nn.Linear(context_dim, emb_dim) if context_dim else None
@@ -103,10 +104,13 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
-                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None, *,
+                extra_embedding: torch.Tensor | None = None) -> torch.Tensor:
         if (context is None) != (self.context_embed is None):
             raise ValueError("pass a context exactly when the UNet was built with context_dim")
         emb = self.embed(t, labels)
+        if extra_embedding is not None:
+            emb = emb + extra_embedding
         if context is not None:
             emb = emb + self.context_embed(mean_pool(context, context_mask))
 
@@ -133,16 +137,20 @@ class MLPDenoiser(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, num_classes: int = 0):
         super().__init__()
+        self.embedding_dim = hidden
         self.embed = TimestepEmbedding(hidden, hidden, num_classes)
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList([nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden)) for _ in range(depth)])
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
-                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None, *,
+                extra_embedding: torch.Tensor | None = None) -> torch.Tensor:
         if context is not None:
             raise ValueError("the point-data denoiser takes no context (captions are for images)")
         emb = self.embed(t, labels)
+        if extra_embedding is not None:
+            emb = emb + extra_embedding
         h = self.inp(x)
         for block in self.blocks:
             h = h + block(h + emb)
@@ -162,11 +170,13 @@ class PatchUNet(nn.Module):
         self.patch = patch
         self.unet = UNet((channels + extra_channels) * patch * patch, image_size // patch,
                          out_channels=channels * patch * patch, **unet_kwargs)
+        self.embedding_dim = self.unet.embedding_dim
 
-    def forward(self, x, t, labels=None, context=None, context_mask=None):
+    def forward(self, x, t, labels=None, context=None, context_mask=None, *, extra_embedding=None):
         if self.patch == 1:
-            return self.unet(x, t, labels, context, context_mask)
-        return F.pixel_shuffle(self.unet(F.pixel_unshuffle(x, self.patch), t, labels, context, context_mask), self.patch)
+            return self.unet(x, t, labels, context, context_mask, extra_embedding=extra_embedding)
+        h = self.unet(F.pixel_unshuffle(x, self.patch), t, labels, context, context_mask, extra_embedding=extra_embedding)
+        return F.pixel_shuffle(h, self.patch)
 
 
 def denoising_network(config: Any, data_shape: tuple[int, ...], is_image: bool, num_classes: int,

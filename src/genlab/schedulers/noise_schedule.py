@@ -1,4 +1,5 @@
-"""Discrete-time variance schedules (Ho et al. 2020; cosine: Nichol & Dhariwal 2021)."""
+"""Discrete-time variance schedules (Ho et al. 2020; cosine: Nichol & Dhariwal 2021; vp: the variance-
+preserving SDE of Song et al. 2021 cut into a few steps, as denoising diffusion GANs use it)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 class NoiseSchedule:
     """alpha_bar_t for t = 0..T-1, kept in float64 for the maths and handed out as float32."""
 
-    def __init__(self, num_steps: int = 1000, kind: Literal["linear", "cosine"] = "cosine"):
+    def __init__(self, num_steps: int = 1000, kind: Literal["linear", "cosine", "vp"] = "cosine",
+                 beta_min: float = 0.1, beta_max: float = 20.0):
         self.num_steps = num_steps
         self.kind = kind
         if kind == "linear":
@@ -24,8 +26,15 @@ class NoiseSchedule:
             s = 0.008
             f = torch.cos((torch.arange(num_steps + 1, dtype=torch.float64) / num_steps + s) / (1 + s) * math.pi / 2) ** 2
             betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+        elif kind == "vp":
+            # alpha_bar(s) = exp(-beta_min s - (beta_max - beta_min) s^2 / 2) on s in [1e-3, 1], sampled at
+            # num_steps + 1 even points (Xiao et al. 2022's schedule; s = 1e-3 stands for the data): every
+            # step count, however few, ends in near-pure noise (alpha_bar 4e-5 at s = 1)
+            s = 1e-3 + (1 - 1e-3) * torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+            log_ab = -beta_min * s - 0.5 * (beta_max - beta_min) * s ** 2
+            betas = 1 - (log_ab[1:] - log_ab[:-1]).exp()
         else:
-            raise ValueError(f"unknown schedule '{kind}': use 'linear' or 'cosine'")
+            raise ValueError(f"unknown schedule '{kind}': use 'linear', 'cosine' or 'vp'")
         self.betas = betas
         self.alpha_bars = torch.cumprod(1 - betas, dim=0)
         # q(x_t | x_0)'s coefficients, rounded to float32 only at the end: 1 - alpha_bar computed in float32

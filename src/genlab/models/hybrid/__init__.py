@@ -1,0 +1,1 @@
+"""Hybrids of two families: GAN and diffusion."""
