@@ -77,6 +77,10 @@ def test_settings_that_cannot_work_are_refused():
         build("ddgan", "digits", num_steps=0)
     with pytest.raises(GenlabError, match="diffaugment"):
         build("ddgan", "digits", diffaugment="translation")
+    model, _ = build("ddgan", "digits", num_steps=2)
+    assert model.sample_options() == {"steps": 2}  # what an evaluation records
+    with pytest.raises(GenlabError, match="num_steps=4"):
+        model.sample(2, steps=4)
 
 
 @pytest.mark.slow

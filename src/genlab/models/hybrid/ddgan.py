@@ -236,6 +236,14 @@ class DDGAN(AdversarialModel):
     def forward(self, x_t: torch.Tensor, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return self.denoise(x_t, z, k)
 
+    def sample_options(self, **given: Any) -> dict[str, Any]:
+        options = super().sample_options(**given)
+        steps = options.setdefault("steps", self.config.num_steps)  # recorded with every evaluation
+        if steps != self.config.num_steps:
+            raise ArgumentError(f"this ddgan run denoises in {self.config.num_steps} steps, the count it was trained "
+                                f"for; for --steps {steps} train a run with --set num_steps={steps}")
+        return options
+
     def network_calls(self, **options: Any) -> int:
         return self.config.num_steps
 
@@ -246,6 +254,7 @@ class DDGAN(AdversarialModel):
     def sample(self, n: int, conditions: Batch | None = None, generator: torch.Generator | None = None,
                **options: Any) -> torch.Tensor:
         self.check_conditions(n, conditions)
+        self.sample_options(**options)  # refuses a step count other than the trained one
         x = self.noise((n, *self.data_shape), generator)
         for step in reversed(range(self.config.num_steps)):
             k = torch.full((n,), step, device=x.device, dtype=torch.long)

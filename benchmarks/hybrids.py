@@ -1,0 +1,83 @@
+"""The hybrids at 1, 2 and 4 network evaluations, beside the families they join, on the trilemma.
+
+    python benchmarks/hybrids.py --data-dir ../shared/data/mnist --minutes 10 --out runs/hybrids \
+        [--steps 1,2,4] [--compare runs/dcgan,runs/stylegan,runs/vae,runs/ddpm] [-n 5000] [--reuse]
+
+Each `ddgan` run (denoising diffusion GAN, Xiao et al. 2022) is trained for the same minutes with
+`num_steps` = 1, 2 and 4: its sampling takes exactly that many generator calls. Every run, the hybrids and
+the `--compare` runs (each already trained for the same minutes and already evaluated or not), is scored by
+`genlab eval` at its best checkpoint (FID, precision, recall, coverage, samples/s; no likelihood), and
+`genlab report` draws them all on one trilemma plot (`OUT/report.html`, `OUT/report-trilemma.png`).
+
+The bar (issue 12): a hybrid on the Pareto front that matches the DDPM's DDIM-50 precision and recall
+within 0.05 at 1-2 network evaluations, at a sampling speed within 10x of the DCGAN's. A diffusion run of
+`--compare` is scored with `--compare-sampler` (default ddim:50, the bar's reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import genlab
+from genlab.registry import get_model_class
+from genlab.runs import Run
+from genlab.train import checkpoint as ckpt
+
+COLUMNS = [("fid", "FID", "{:.2f}"), ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
+           ("coverage", "coverage", "{:.3f}"), ("classes_covered", "classes", "{:.0f}")]
+
+
+def score(run: Run, n: int, data_dir: str | None, **options) -> dict:
+    which = "best" if ckpt.resolve(run.checkpoints, "best", must_exist=False) else "latest"
+    entry = genlab.evaluate(run.path, n=n, data_dir=data_dir, checkpoint=which, likelihood=False, memorization=False,
+                            **options)
+    model = run.load_model(device="cpu")
+    calls = model.network_calls(**model.sample_options(**options))
+    return {**entry["scores"], "samples_per_sec": entry["speed"]["samples_per_sec"], "calls": calls,
+            "checkpoint": which, "steps": run.info()["step"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", default="1,2,4", help="ddgan step counts (one run each)")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default="mnist")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="runs/hybrids")
+    parser.add_argument("-n", type=int, default=5000, help="samples per evaluation")
+    parser.add_argument("--compare", default="", help="comma-separated runs of other families to score beside them")
+    parser.add_argument("--compare-sampler", default="ddim:50", help="SAMPLER:STEPS for the diffusion runs of --compare")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="ddgan override, as in genlab train --set")
+    parser.add_argument("--reuse", action="store_true", help="score runs already in --out instead of training")
+    args = parser.parse_args()
+    out = Path(args.out)
+    rows: dict[str, dict] = {}
+    for steps in (int(s) for s in args.steps.split(",")):
+        path = out / f"ddgan-{steps}step"
+        if not (args.reuse and (path / "checkpoints").exists()):
+            genlab.train("ddgan", args.data, out=path, minutes=args.minutes, data_dir=args.data_dir, seed=args.seed,
+                         overwrite=True, progress=False, overrides=[f"num_steps={steps}", *args.overrides])
+        rows[path.name] = score(Run(path), args.n, args.data_dir)
+        print(f"{path.name}: " + ", ".join(f"{k} {rows[path.name][k]:.4g}" for k, _, _ in COLUMNS
+                                           if k in rows[path.name]), flush=True)
+    sampler, _, sampler_steps = args.compare_sampler.partition(":")
+    for path in [Path(p) for p in args.compare.split(",") if p]:
+        run = Run(path)
+        diffusion = get_model_class(run.model_name).family == "diffusion"
+        options = {"sampler": sampler, **({"steps": int(sampler_steps)} if sampler_steps else {})} if diffusion else {}
+        rows[f"{run.model_name} ({path.name})"] = score(run, args.n, args.data_dir, **options)
+    print(f"\n{args.data}, {args.minutes:g} minutes of training each, {args.n} samples per evaluation\n")
+    print("| run | network calls | " + " | ".join(h for _, h, _ in COLUMNS) + " | samples/s | training steps |")
+    print("|" + "---|" * (len(COLUMNS) + 4))
+    for name, r in rows.items():
+        cells = [f.format(r[k]) if k in r else "-" for k, _, f in COLUMNS]
+        print(f"| {name} | {r['calls']} | " + " | ".join(cells) + f" | {r['samples_per_sec']:.0f} | {r['steps']} |")
+    sources = [out / f"ddgan-{s}step" for s in args.steps.split(",")] + [Path(p) for p in args.compare.split(",") if p]
+    report = genlab.report(sources, out=out / "report.html")
+    print(f"\nreport: {report}")
+
+
+if __name__ == "__main__":
+    main()
