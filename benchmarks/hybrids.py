@@ -1,13 +1,17 @@
 """The hybrids at 1, 2 and 4 network evaluations, beside the families they join, on the trilemma.
 
     python benchmarks/hybrids.py --data-dir ../shared/data/mnist --minutes 10 --out runs/hybrids \
-        [--steps 1,2,4] [--compare runs/dcgan,runs/stylegan,runs/vae,runs/ddpm] [-n 5000] [--reuse]
+        [--steps 1,2,4] [--distill 6 --round-steps 300] [--compare runs/dcgan,runs/vae,runs/ddpm] [-n 5000]
 
 Each `ddgan` run (denoising diffusion GAN, Xiao et al. 2022) is trained for the same minutes with
 `num_steps` = 1, 2 and 4: its sampling takes exactly that many generator calls. Every run, the hybrids and
 the `--compare` runs (each already trained for the same minutes and already evaluated or not), is scored by
 `genlab eval` at its best checkpoint (FID, precision, recall, coverage, samples/s; no likelihood), and
 `genlab report` draws them all on one trilemma plot (`OUT/report.html`, `OUT/report-trilemma.png`).
+
+`--distill TEACHER_MINUTES` adds progressive distillation at equal total minutes: a DDPM teacher trained
+that long, then `genlab distill` for the rest of `--minutes` (16 -> 8 -> 4 -> 2 -> 1 steps,
+`--round-steps` each); the students at the ends of the rounds give the 4-, 2- and 1-step rows.
 
 The bar (issue 12): a hybrid on the Pareto front that matches the DDPM's DDIM-50 precision and recall
 within 0.05 at 1-2 network evaluations, at a sampling speed within 10x of the DCGAN's. A diffusion run of
@@ -20,6 +24,7 @@ import argparse
 from pathlib import Path
 
 import genlab
+from genlab.eval.report import make_report
 from genlab.registry import get_model_class
 from genlab.runs import Run
 from genlab.train import checkpoint as ckpt
@@ -28,11 +33,11 @@ COLUMNS = [("fid", "FID", "{:.2f}"), ("precision", "precision", "{:.3f}"), ("rec
            ("coverage", "coverage", "{:.3f}"), ("classes_covered", "classes", "{:.0f}")]
 
 
-def score(run: Run, n: int, data_dir: str | None, **options) -> dict:
-    which = "best" if ckpt.resolve(run.checkpoints, "best", must_exist=False) else "latest"
+def score(run: Run, n: int, data_dir: str | None, checkpoint: str | None = None, **options) -> dict:
+    which = checkpoint or ("best" if ckpt.resolve(run.checkpoints, "best", must_exist=False) else "latest")
     entry = genlab.evaluate(run.path, n=n, data_dir=data_dir, checkpoint=which, likelihood=False, memorization=False,
                             **options)
-    model = run.load_model(device="cpu")
+    model = run.load_model(which, device="cpu")
     calls = model.network_calls(**model.sample_options(**options))
     return {**entry["scores"], "samples_per_sec": entry["speed"]["samples_per_sec"], "calls": calls,
             "checkpoint": which, "steps": run.info()["step"]}
@@ -40,7 +45,7 @@ def score(run: Run, n: int, data_dir: str | None, **options) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", default="1,2,4", help="ddgan step counts (one run each)")
+    parser.add_argument("--steps", default="1,2,4", help="ddgan step counts (one run each); empty: none")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default="mnist")
@@ -50,11 +55,35 @@ def main() -> None:
     parser.add_argument("--compare", default="", help="comma-separated runs of other families to score beside them")
     parser.add_argument("--compare-sampler", default="ddim:50", help="SAMPLER:STEPS for the diffusion runs of --compare")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="ddgan override, as in genlab train --set")
+    parser.add_argument("--distill", type=float, default=0.0, metavar="TEACHER_MINUTES",
+                        help="also train a DDPM teacher this many minutes and distil it for the rest of --minutes "
+                             "(progressive distillation 16 -> 8 -> 4 -> 2 -> 1 steps; each round's student is scored)")
+    parser.add_argument("--round-steps", type=int, default=300, help="training steps per distillation round")
     parser.add_argument("--reuse", action="store_true", help="score runs already in --out instead of training")
     args = parser.parse_args()
     out = Path(args.out)
     rows: dict[str, dict] = {}
-    for steps in (int(s) for s in args.steps.split(",")):
+    sources: list[Path] = []
+    if args.distill:
+        teacher, student = out / "ddpm-teacher", out / "distilled"
+        if not (args.reuse and (student / "checkpoints").exists()):
+            # v prediction, so that the student starts as an exact copy of its teacher (Salimans & Ho's setting)
+            genlab.train("ddpm", args.data, out=teacher, minutes=args.distill, data_dir=args.data_dir, seed=args.seed,
+                         overwrite=True, progress=False, model_config={"prediction": "v"})
+            # a checkpoint at the end of every round: the 8-, 4-, 2- and 1-step students, all kept
+            genlab.distill(teacher, student_steps=1, teacher_steps=16, round_steps=args.round_steps, out=student,
+                           minutes=args.minutes - args.distill, overwrite=True, progress=False, seed=args.seed,
+                           checkpoint_every=args.round_steps, keep_checkpoints=100)
+        run = Run(student)
+        for k in range(2, 5):  # rounds 2, 3, 4 end with the 4-, 2- and 1-step students
+            checkpoint = f"step-{k * args.round_steps:08d}"
+            if ckpt.resolve(run.checkpoints, checkpoint, must_exist=False) is None:
+                print(f"distilled: no checkpoint at the end of round {k} ({checkpoint}): training stopped earlier")
+                continue
+            row = score(run, args.n, args.data_dir, checkpoint=checkpoint)
+            rows[f"distilled, {row['calls']} step(s)"] = row
+        sources.append(student)
+    for steps in (int(s) for s in args.steps.split(",") if s):
         path = out / f"ddgan-{steps}step"
         if not (args.reuse and (path / "checkpoints").exists()):
             genlab.train("ddgan", args.data, out=path, minutes=args.minutes, data_dir=args.data_dir, seed=args.seed,
@@ -74,8 +103,9 @@ def main() -> None:
     for name, r in rows.items():
         cells = [f.format(r[k]) if k in r else "-" for k, _, f in COLUMNS]
         print(f"| {name} | {r['calls']} | " + " | ".join(cells) + f" | {r['samples_per_sec']:.0f} | {r['steps']} |")
-    sources = [out / f"ddgan-{s}step" for s in args.steps.split(",")] + [Path(p) for p in args.compare.split(",") if p]
-    report = genlab.report(sources, out=out / "report.html")
+    sources += [out / f"ddgan-{s}step" for s in args.steps.split(",") if s] + [Path(p) for p in args.compare.split(",") if p]
+    title = f"hybrids beside the families: {args.data}, {args.minutes:g} minutes each"
+    report = make_report(sources, out / "report.html", title=title)
     print(f"\nreport: {report}")
 
 

@@ -36,6 +36,8 @@ TINY_MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "srgan": {"scale": 2, "channels": 8, "blocks": 2, "discriminator_channels": 8, "discriminator_hidden": 16,
               "pretrain_steps": 1},
     "ddpm": {"base_channels": 8, "num_timesteps": 50, "sampling_steps": 10, "mlp_hidden": 32},
+    # its `teacher` names the model of the tiny reference run tiny_config trains
+    "progressive-distillation": {"teacher": "ddpm", "teacher_steps": 4, "student_steps": 2, "round_steps": 3},
     "ddgan": {"base_channels": 8, "num_steps": 2, "latent_dim": 4, "mlp_hidden": 32, "discriminator_channels": 8},
     "flow-matching": {"base_channels": 8, "sampling_steps": 4, "mlp_hidden": 32},
     "autoencoder": {"base_channels": 8, "latent_channels": 2, "downsample": 1},

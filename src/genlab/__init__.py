@@ -8,9 +8,9 @@
 
 __version__ = "0.1.0"
 
-from .api import load, models, sample, train  # noqa: E402
+from .api import distill, load, models, sample, train  # noqa: E402
 
-__all__ = ["train", "load", "sample", "evaluate", "models", "__version__"]
+__all__ = ["train", "distill", "load", "sample", "evaluate", "models", "__version__"]
 
 
 def __getattr__(name: str):

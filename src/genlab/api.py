@@ -179,6 +179,31 @@ def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     return model_over, train_over
 
 
+def distill(teacher: str | Path, *, student_steps: int = 2, teacher_steps: int = 16, round_steps: int | None = None,
+            out: str | Path | None = None, steps: int | None = None, minutes: float | None = None,
+            overwrite: bool = False, progress: bool = True, **train_options: Any) -> Run:
+    """Distil a trained diffusion run into a `student_steps`-step DDIM student (progressive distillation);
+    the student is a run that references the teacher, trained on the teacher's data and conditions.
+
+    Args:
+        teacher: the DDPM run to distil.
+        teacher_steps: DDIM steps of the first round's teacher; each round halves them down to student_steps.
+        round_steps: training steps per round (default: the model's).
+        **train_options: TrainConfig fields (batch_size, lr, seed, device, ...).
+    """
+    source = Run(teacher)
+    tc = source.train_config
+    config = {"teacher": str(source.path), "student_steps": student_steps, "teacher_steps": teacher_steps}
+    if round_steps is not None:
+        config["round_steps"] = round_steps
+    out = out or Path("runs") / f"{source.path.name}-distilled-{student_steps}step"
+    data = {"data_dir": tc.data_dir, "image_size": tc.image_size, "download": tc.download,
+            "data_options": tc.data_options, "exclude_classes": tc.exclude_classes}
+    return train("progressive-distillation", tc.data, out=out, steps=steps, minutes=minutes, overwrite=overwrite,
+                 model_config=config, progress=progress,
+                 **{**{k: v for k, v in data.items() if v is not None}, **train_options})
+
+
 def load(path: str | Path) -> Run:
     """Open a run directory."""
     return Run(path)

@@ -619,6 +619,33 @@ def detect_cmd(
         typer.echo(f"detector:         {where / entry['files']['detector']} (score images: --score DIR --detector PATH)")
 
 
+@app.command("distill")
+def distill_cmd(
+    teacher: str = typer.Argument(..., help="the trained diffusion run to distil"),
+    student_steps: int = typer.Option(2, help="DDIM steps of the distilled student"),
+    teacher_steps: int = typer.Option(16, help="DDIM steps of the first round's teacher (halved each round)"),
+    round_steps: Optional[int] = typer.Option(None, help="training steps per halving round"),
+    steps: Optional[int] = typer.Option(None, help="stop when the student reaches this many steps in total"),
+    minutes: Optional[float] = typer.Option(None, help="train the student for this many minutes"),
+    out: Optional[str] = typer.Option(None, help="the student's run directory"),
+    overwrite: bool = typer.Option(False, help="replace an existing run at --out"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size"),
+    lr: Optional[float] = typer.Option(None, help="learning rate"),
+    seed: Optional[int] = typer.Option(None, help="random seed"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:1"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Distil a diffusion run into a few-step student (progressive distillation), a run that references it."""
+    from .api import distill
+
+    options = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, device=device).items() if v is not None}
+    run = distill(teacher, student_steps=student_steps, teacher_steps=teacher_steps, round_steps=round_steps, out=out,
+                  steps=steps, minutes=minutes, overwrite=overwrite, progress=not quiet, **options)
+    model = run.load_model(device="cpu")
+    typer.echo(f"distilled: {run.path} at step {run.info()['step']}, samples in {model.current_steps} DDIM steps "
+               f"(genlab sample {run.path})")
+
+
 @app.command("report")
 def report_cmd(sources: List[str] = typer.Argument(..., help="run directories (or .npz / eval.json files)"),
                out: str = typer.Option("report.html", help="the HTML file (PNGs are written beside it)"),

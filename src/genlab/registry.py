@@ -30,6 +30,7 @@ _MODELS: dict[str, str] = {
     "seq2seq": "genlab.models.autoregressive.seq2seq:Seq2Seq",
     "cyclegan": "genlab.models.gan.cyclegan:CycleGAN",
     "ddgan": "genlab.models.hybrid.ddgan:DDGAN",
+    "progressive-distillation": "genlab.models.hybrid.progressive_distillation:ProgressiveDistillation",
 }
 
 
