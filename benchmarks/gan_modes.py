@@ -23,7 +23,7 @@ Published on this ring (PacGAN's table): GAN 6.3 modes / 98.2 % high quality, Pa
 VEEGAN 8.0 / 52.9 %, Unrolled GAN 7.6 / 35.6 %. Target here: 8 of 8 modes with >= 95 % high-quality
 samples on every seed, for each loss.
 
-The three losses, trained through the Python API with one setting for every seed (SETTINGS below):
+The losses, trained through the Python API with one setting for every seed (SETTINGS below):
 - `gan`: Goodfellow's MLPs (ReLU generator, maxout discriminator with dropout), non-saturating loss;
 - `wgan-gp`: Wasserstein critic, gradient penalty, n_critic 5 (its MLPs on points). The penalty weight is
   0.1, the value of the authors' own toy script (igul222/improved_wgan_training gan_toy.py: "LAMBDA = .1
@@ -31,7 +31,9 @@ The three losses, trained through the Python API with one setting for every seed
   paper's lambda = 10 (the model's default) the generator swung between collapsed lines and a blob at the
   origin and had not settled on the ring after 1,500-3,000 steps;
 - `hinge`: the SAGAN-style hinge loss (Zhang et al. 2019) on the `gan` networks (`loss=hinge`). The `sagan`
-  model takes images only, and the `gan` MLPs have no spectral norm: this row measures the loss alone.
+  model takes images only, and the `gan` MLPs have no spectral norm: this row measures the loss alone;
+- `pacgan2`: the `gan` row with PacGAN's packing (`pack=2`: the discriminator judges pairs), the remedy
+  for the plain GAN's dropped modes on this very benchmark (Lin et al. 2018).
 What reached the target (the tuning, all on the ring): 2-D noise, three hidden layers rather than two
 (fewer samples on the bridges between modes), batch 512, a cosine learning-rate decay, and a few thousand
 steps. Samples come from the EMA generator (what `genlab sample` uses), in fp32.
