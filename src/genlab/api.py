@@ -183,7 +183,7 @@ def distill(teacher: str | Path, *, student_steps: int = 2, teacher_steps: int =
             out: str | Path | None = None, steps: int | None = None, minutes: float | None = None,
             overwrite: bool = False, progress: bool = True, **train_options: Any) -> Run:
     """Distil a trained diffusion run into a `student_steps`-step DDIM student (progressive distillation);
-    the student is a run that references the teacher, trained on the teacher's data and conditions.
+    the student is a run that references the teacher, trained on the teacher's data (unconditional teachers).
 
     Args:
         teacher: the DDPM run to distil.
