@@ -40,7 +40,7 @@ def score(run: Run, n: int, data_dir: str | None, checkpoint: str | None = None,
     model = run.load_model(which, device="cpu")
     calls = model.network_calls(**model.sample_options(**options))
     return {**entry["scores"], "samples_per_sec": entry["speed"]["samples_per_sec"], "calls": calls,
-            "checkpoint": which, "steps": run.info()["step"]}
+            "checkpoint": which, "steps": model.checkpoint_step}  # the scored checkpoint's, not the run's last
 
 
 def main() -> None:
