@@ -114,32 +114,41 @@ class AdversarialModel(GenerativeModel):
         return diff_augment(x, self._augment, generator) if self._augment else x
 
     def training_loss(self, batch: Batch, phase: str, step: int, generator: torch.Generator) -> LossOutput:
-        cfg, x = self.config, batch[X]
+        x = batch[X]
         conditions = self.training_conditions(batch)
         critic = lambda items: self.discriminate(self.augment(items, generator), conditions)  # noqa: E731
         if phase == "r1":
-            penalty = r1_penalty(critic, x)
-            return LossOutput(0.5 * cfg.r1_weight * cfg.r1_every * penalty, {"r1": penalty.detach()})
+            return self.lazy_r1_loss(critic, x)
         z = self.latent(len(x), generator, like=x)
         if phase == "discriminator":
             with torch.no_grad():
                 fake = self.generate(z, conditions, generator)
-            real_logits, fake_logits = critic(x), critic(fake)
-            loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.label_smoothing)
-            logs = {"d_loss": loss.detach(), "d_real": real_logits.detach().float().mean(),
-                    "d_fake": fake_logits.detach().float().mean()}
-            if cfg.gp_weight:
-                gp = gradient_penalty(critic, x, fake, generator)
-                loss = loss + cfg.gp_weight * gp
-                logs["gp"] = gp.detach()
-            if cfg.r1_weight and cfg.r1_every == 1:
-                r1 = r1_penalty(critic, x)
-                loss = loss + 0.5 * cfg.r1_weight * r1
-                logs["r1"] = r1.detach()
-            return LossOutput(loss, logs)
-        fake_logits = critic(self.generate(z, conditions, generator))
-        loss = generator_loss(cfg.loss, fake_logits)
+            return self.critic_loss(critic, x, fake, generator)
+        loss = generator_loss(self.config.loss, critic(self.generate(z, conditions, generator)))
         return LossOutput(loss, {"g_loss": loss.detach()})
+
+    def critic_loss(self, critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator) -> LossOutput:
+        """The discriminator phase's loss from `critic` (items -> raw scores) on real and generated items,
+        with the config's gradient penalty and (non-lazy) R1, and the logs the health check reads."""
+        cfg = self.config
+        real_logits, fake_logits = critic(real), critic(fake)
+        loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.label_smoothing)
+        logs = {"d_loss": loss.detach(), "d_real": real_logits.detach().float().mean(),
+                "d_fake": fake_logits.detach().float().mean()}
+        if cfg.gp_weight:
+            gp = gradient_penalty(critic, real, fake, generator)
+            loss = loss + cfg.gp_weight * gp
+            logs["gp"] = gp.detach()
+        if cfg.r1_weight and cfg.r1_every == 1:
+            r1 = r1_penalty(critic, real)
+            loss = loss + 0.5 * cfg.r1_weight * r1
+            logs["r1"] = r1.detach()
+        return LossOutput(loss, logs)
+
+    def lazy_r1_loss(self, critic, real: torch.Tensor) -> LossOutput:
+        """The "r1" phase: R1 on real items, weighted by its interval (StyleGAN2's lazy regularisation)."""
+        penalty = r1_penalty(critic, real)
+        return LossOutput(0.5 * self.config.r1_weight * self.config.r1_every * penalty, {"r1": penalty.detach()})
 
     def health(self, logs: dict[str, float]) -> str | None:
         """A warning when the discriminator wins outright (from its logged mean scores), else None."""

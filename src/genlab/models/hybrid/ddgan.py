@@ -39,7 +39,7 @@ from ...nn.unet import ResBlock, denoising_network
 from ...schedulers import NoiseSchedule
 from ..base import LossOutput
 from ..gan.adversarial import AdversarialConfig, AdversarialModel
-from ..gan.losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from ..gan.losses import generator_loss
 
 
 @dataclass
@@ -199,38 +199,20 @@ class DDGAN(AdversarialModel):
         return k, x_prev.to(x0.dtype), x_t.to(x0.dtype)
 
     # ------------------------------------------------------------------ the contract
-    def discriminate(self, x: torch.Tensor, conditions: Batch) -> torch.Tensor:
-        raise NotImplementedError("a denoising diffusion GAN's discriminator judges pairs: see training_loss")
-
     def training_loss(self, batch: Batch, phase: str, step: int, generator: torch.Generator) -> LossOutput:
-        cfg = self.config
         k, x_prev, x_t = self._pairs(batch[X], generator)
         time = self.network_time(k)
         critic = lambda items: self.discriminator(items, x_t, time)  # noqa: E731  (x_k and k fixed: judges x_{k-1})
         if phase == "r1":
-            penalty = r1_penalty(critic, x_prev)
-            return LossOutput(0.5 * cfg.r1_weight * cfg.r1_every * penalty, {"r1": penalty.detach()})
+            return self.lazy_r1_loss(critic, x_prev)
         z = self.latent(len(x_t), generator, like=x_t)
+        noise = torch.randn(x_t.shape, generator=generator, device=x_t.device)
         if phase == "discriminator":
             with torch.no_grad():
-                noise = torch.randn(x_t.shape, generator=generator, device=x_t.device)
                 fake = self._posterior(self.denoise(x_t, z, k), x_t, k, noise).to(x_t.dtype)
-            real_logits, fake_logits = critic(x_prev), critic(fake)
-            loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.label_smoothing)
-            logs = {"d_loss": loss.detach(), "d_real": real_logits.detach().float().mean(),
-                    "d_fake": fake_logits.detach().float().mean()}
-            if cfg.gp_weight:
-                gp = gradient_penalty(critic, x_prev, fake, generator)
-                loss = loss + cfg.gp_weight * gp
-                logs["gp"] = gp.detach()
-            if cfg.r1_weight and cfg.r1_every == 1:
-                r1 = r1_penalty(critic, x_prev)
-                loss = loss + 0.5 * cfg.r1_weight * r1
-                logs["r1"] = r1.detach()
-            return LossOutput(loss, logs)
-        noise = torch.randn(x_t.shape, generator=generator, device=x_t.device)
+            return self.critic_loss(critic, x_prev, fake, generator)
         fake = self._posterior(self.denoise(x_t, z, k), x_t, k, noise).to(x_t.dtype)
-        loss = generator_loss(cfg.loss, critic(fake))
+        loss = generator_loss(self.config.loss, critic(fake))
         return LossOutput(loss, {"g_loss": loss.detach()})
 
     def forward(self, x_t: torch.Tensor, z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
