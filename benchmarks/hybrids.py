@@ -49,6 +49,10 @@ def score(run: Run, n: int, data_dir: str | None, checkpoint: str | None = None,
             "checkpoint": which, "steps": model.checkpoint_step}  # the scored checkpoint's, not the run's last
 
 
+def print_scores(name: str, row: dict) -> None:
+    print(f"{name}: " + ", ".join(f"{k} {row[k]:.4g}" for k, _, _ in COLUMNS if k in row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default="1,2,4", help="ddgan step counts (one run each); empty: none")
@@ -95,7 +99,7 @@ def main() -> None:
                 continue
             row = score(run, args.n, args.data_dir, checkpoint="latest")
             rows[f"distilled, {k} step(s)"] = row
-            print(f"{student.name}: " + ", ".join(f"{c} {row[c]:.4g}" for c, _, _ in COLUMNS if c in row), flush=True)
+            print_scores(student.name, row)
             sources.append(student)
     for steps in (int(s) for s in args.steps.split(",") if s):
         path = out / f"ddgan-{steps}step"
@@ -103,8 +107,7 @@ def main() -> None:
             genlab.train("ddgan", args.data, out=path, minutes=args.minutes, data_dir=args.data_dir, seed=args.seed,
                          overwrite=True, progress=False, overrides=[f"num_steps={steps}", *args.overrides])
         rows[path.name] = score(Run(path), args.n, args.data_dir)
-        print(f"{path.name}: " + ", ".join(f"{k} {rows[path.name][k]:.4g}" for k, _, _ in COLUMNS
-                                           if k in rows[path.name]), flush=True)
+        print_scores(path.name, rows[path.name])
     sampler, _, sampler_steps = args.compare_sampler.partition(":")
     for path in [Path(p) for p in args.compare.split(",") if p]:
         run = Run(path)
