@@ -18,6 +18,9 @@ round's length did not matter beyond seed noise here: 2 steps from a 6-minute te
 5,000 samples: rounds of 300 / 300 / ~600 steps gave recall 0.909 and 0.882 (seeds 0, 1), 410 / 410 / ~350
 gave 0.896, 8 -> 4 -> 2 in 600 / ~550 gave 0.892, and a cosine learning-rate decay 0.899 and 0.884, all at
 precision 0.77-0.79.
+On a faster host (2026-12-02, 6-minute teacher ~4,400-4,700 steps, 2-step student ~1,650-1,930 steps,
+rounds 300 / 300 / rest): recall 0.925, 0.920, 0.903 and precision 0.789, 0.804, 0.821 over seeds 0-2, against
+the 10-minute DDPM's DDIM-50 0.806 / 0.963 in the same session (bar: recall >= 0.913).
 
 The bar (issue 12): a hybrid on the Pareto front that matches the DDPM's DDIM-50 precision and recall
 within 0.05 at 1-2 network evaluations, at a sampling speed within 10x of the DCGAN's. A diffusion run of
