@@ -50,6 +50,14 @@ def test_steps_sweep_gives_one_entry_per_step_count(train_tiny, tiny_features):
     assert len(read_entries(run.path / "eval.json")) == 2
 
 
+def test_evaluations_that_differ_only_in_eta_keep_their_own_sample_grids(train_tiny, tiny_features):
+    run = train_tiny("ddpm", steps=2)
+    grids = [genlab.evaluate(run.path, n=20, sampler="ddim", steps=2, eta=eta, features=tiny_features,
+                             likelihood=False, memorization=False, **FAST)["files"]["samples"] for eta in (0.0, 1.0)]
+    assert grids[0] != grids[1] and "eta1" in grids[1]
+    assert all((run.path / g).exists() for g in grids)
+
+
 def test_conditional_run_reports_accuracy_against_requested_classes(train_tiny, tiny_features):
     run = train_tiny("ddpm", steps=2, model_config={"base_channels": 8, "num_timesteps": 20}, condition="label")
     e = genlab.evaluate(run.path, n=30, sampler="ddim", steps=2, features=tiny_features, write=False, **FAST)

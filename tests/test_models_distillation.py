@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -93,3 +95,23 @@ def test_distill_and_sample_from_the_command_line(teacher, tmp_path):
     result = CliRunner().invoke(app, ["sample", str(out), "-n", "4", "--out", str(tmp_path / "grid.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "grid.png").exists()
+
+
+def test_a_student_made_with_a_relative_teacher_path_opens_from_any_directory(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    genlab.train("ddpm", "digits", out="runs/teacher", steps=2, model_config=tiny_config("ddpm"), progress=False,
+                 **FAST)
+    genlab.distill("runs/teacher", student_steps=2, teacher_steps=4, out="runs/student", steps=2, progress=False,
+                   **FAST)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    student = Run(tmp_path / "runs" / "student")
+    assert Path(student.model_config.teacher).is_absolute()  # the config names the run it recorded
+    assert student.load_model(device="cpu").sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 8, 8)
+    # runs saved before the path was made absolute keep the relative one in their config
+    config = tmp_path / "runs" / "student" / "config.yaml"
+    text = config.read_text()
+    assert text.count(f"teacher: {student.model_config.teacher}") == 1  # the model setting, not the references record
+    config.write_text(text.replace(f"teacher: {student.model_config.teacher}", "teacher: runs/teacher"))
+    assert Run(tmp_path / "runs" / "student").model_config.teacher == "runs/teacher"
+    assert Run(tmp_path / "runs" / "student").load_model(device="cpu").current_steps == 2

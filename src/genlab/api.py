@@ -103,6 +103,8 @@ def train_with_result(model: str | None = None, data: str = "digits", *, out=Non
         data_source = load_data(tcfg.data, data_options(tcfg))
         _check_inputs(model_cls, data_source)
         references = {name: reference_record(getattr(mcfg, name)) for name in model_cls.references if getattr(mcfg, name)}
+        for name, ref in references.items():  # saved as the absolute path, so the run opens from any directory
+            setattr(mcfg, name, ref["path"])
         with torch.random.fork_rng(devices=[]):  # the initial weights follow --seed, on every process alike
             torch.manual_seed(tcfg.seed)
             net = model_cls(mcfg, data_source.spec, conditions)

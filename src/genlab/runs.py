@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -239,7 +239,10 @@ class Run:
     # ------------------------------------------------------------------ models
     def build_model(self, attach_references: bool = True):
         cls = get_model_class(self.model_name)
-        model = cls(self.model_config, self.spec, self.conditions)
+        # a setting naming another run may be relative to wherever the run was made; the recorded path is absolute
+        config = replace(self.model_config, **{name: ref["path"] for name, ref in self.references.items()
+                                               if hasattr(self.model_config, name)})
+        model = cls(config, self.spec, self.conditions)
         if attach_references:
             for name, ref in self.references.items():
                 model.attach_reference(name, load_reference(ref, self.path))

@@ -365,7 +365,11 @@ def _save_outputs(entry: dict, samples: torch.Tensor, pairs: torch.Tensor | None
     from ..outputs import save_samples
 
     p = entry["protocol"]
-    tag = f"{p['sampler'] or 'samples'}-{p['steps'] or 0}-n{p['num_samples']}-seed{p['seed']}"
+    # every sampling option that changes the samples is in the name, so one evaluation never overwrites another's grid
+    sampling = entry.get("sampling") or {}
+    extra = "".join(f"-{short}{sampling[key]:g}" for key, short in (("eta", "eta"), ("guidance_scale", "g")) if sampling.get(key))
+    extra += f"-{Path(sampling['classifier']).name}" if sampling.get("classifier") else ""
+    tag = f"{p['sampler'] or 'samples'}-{p['steps'] or 0}{extra}-n{p['num_samples']}-seed{p['seed']}"
     fig_dir = json_path.parent / (json_path.name.removesuffix(".json") + "-figures")
     grid = save_samples(samples[:64], fig_dir / f"samples-{tag}.png", dataset.kind,
                         reference=dataset.x_val[:1000] if dataset.kind == "points" else None)
