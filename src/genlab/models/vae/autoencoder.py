@@ -28,7 +28,9 @@ from ..base import GenerativeModel, LossOutput
 
 @dataclass
 class AutoencoderConfig:
-    base_channels: int = 32
+    # 16, not 32: in 3 of latent diffusion's 10 mnist minutes, 16 took 2,100 steps to 32's 566 (L1 0.031), and
+    # the latent model on top scored FID 3.57 at 608 samples/s against 5.53 at 316 (benchmarks/latent_diffusion.py)
+    base_channels: int = 16
     latent_channels: int = 4
     downsample: int = 2  # halvings: 28x28 -> 7x7 (f = 4)
     kl_weight: float = 1e-4  # per latent dimension, against the per-pixel L1
