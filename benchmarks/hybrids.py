@@ -21,6 +21,11 @@ precision 0.77-0.79.
 On a faster host (2026-12-02, 6-minute teacher ~4,400-4,700 steps, 2-step student ~1,650-1,930 steps,
 rounds 300 / 300 / rest): recall 0.925, 0.920, 0.903 and precision 0.789, 0.804, 0.821 over seeds 0-2, against
 the 10-minute DDPM's DDIM-50 0.806 / 0.963 in the same session (bar: recall >= 0.913).
+A 5 / 5 split (2026-12-03, `--distill 5 --students 2 --round-steps 300`, teacher ~3,400-3,700 steps, student
+1,667-2,384): recall 0.919, 0.901, 0.903 and precision 0.772, 0.797, 0.801 over seeds 0-2, against DDIM-50
+0.806 / 0.964 (bar: recall >= 0.914), so the split did not help. Stochastic DDIM at the 2 steps trades the
+other way: eta 0.5 gave recall 0.909, 0.893, 0.885 (precision 0.78-0.82), eta 1 recall 0.72-0.75
+(precision 0.87-0.89).
 
 The bar (issue 12): a hybrid on the Pareto front that matches the DDPM's DDIM-50 precision and recall
 within 0.05 at 1-2 network evaluations, at a sampling speed within 10x of the DCGAN's. A diffusion run of
