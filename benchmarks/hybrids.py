@@ -25,7 +25,9 @@ A 5 / 5 split (2026-12-03, `--distill 5 --students 2 --round-steps 300`, teacher
 1,667-2,384): recall 0.919, 0.901, 0.903 and precision 0.772, 0.797, 0.801 over seeds 0-2, against DDIM-50
 0.806 / 0.964 (bar: recall >= 0.914), so the split did not help. Stochastic DDIM at the 2 steps trades the
 other way: eta 0.5 gave recall 0.909, 0.893, 0.885 (precision 0.78-0.82), eta 1 recall 0.72-0.75
-(precision 0.87-0.89).
+(precision 0.87-0.89). A batch-32 student of seed 1's teacher (`genlab distill TEACHER --student-steps 2
+--round-steps 600 --minutes 5 --batch-size 32`, 3,247 steps) gave recall 0.905 and precision 0.784, against
+0.901 / 0.797 at batch 64: no gain beyond seed noise.
 
 The bar (issue 12): a hybrid on the Pareto front that matches the DDPM's DDIM-50 precision and recall
 within 0.05 at 1-2 network evaluations, at a sampling speed within 10x of the DCGAN's. A diffusion run of
