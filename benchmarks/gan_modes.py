@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="directory for the scatter plots (one PNG per model)")
     parser.add_argument("--models", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 "
+                        "(to split the seeds over processes)")
     parser.add_argument("--steps", type=int, default=None, help="override every model's step budget")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override for every model, as in `genlab train --set` (e.g. hidden=128, train.lr=1e-3)")
@@ -139,7 +141,7 @@ def main() -> None:
         workdir = Path(args.runs or tmp)
         for name in names:
             rows = []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 r = train_and_measure(name, seed, workdir, args.overrides, args.steps, args.eval_every)
                 rows.append(r)
                 print(f"{name:<8} {seed:>4} {r['modes']:>5} {r['modes_strict']:>6} {100 * r['quality']:>6.1f} "

@@ -1,7 +1,7 @@
 """The hybrids at 1, 2 and 4 network evaluations, beside the families they join, on the trilemma.
 
     python benchmarks/hybrids.py --data-dir ../shared/data/mnist --minutes 10 --out runs/hybrids \
-        [--steps 1,2,4] [--distill 6 --students 4,2,1 --round-steps 400,300,200] [--compare runs/dcgan,runs/vae,runs/ddpm] [-n 5000]
+        [--steps 1,2,4] [--distill 6 --students 4,2,1 --round-steps 400,300,200 --adversarial-weight 0.01] [--compare runs/dcgan,runs/vae,runs/ddpm] [-n 5000]
 
 Each `ddgan` run (denoising diffusion GAN, Xiao et al. 2022) is trained for the same minutes with
 `num_steps` = 1, 2 and 4: its sampling takes exactly that many generator calls. Every run, the hybrids and
@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--students", default="4,2,1", help="the distilled students' step counts (one run each)")
     parser.add_argument("--round-steps", default="400,300,200",
                         help="per student of --students: training steps of every round but the last")
+    parser.add_argument("--adversarial-weight", type=float, default=0.0,
+                        help="the distilled students' adversarial term (genlab distill --adversarial-weight); 0: none")
     parser.add_argument("--reuse", action="store_true", help="score runs already in --out instead of training")
     args = parser.parse_args()
     out = Path(args.out)
@@ -100,6 +102,7 @@ def main() -> None:
             student = out / f"distilled-{k}step"
             if not (args.reuse and (student / "checkpoints").exists()):
                 genlab.distill(teacher, student_steps=k, teacher_steps=16, round_steps=rounds, out=student,
+                               adversarial_weight=args.adversarial_weight,
                                minutes=args.minutes - args.distill, overwrite=True, progress=False, seed=args.seed)
             run = Run(student)
             model = run.load_model("latest", device="cpu")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,30 @@ def test_a_student_made_with_a_relative_teacher_path_opens_from_any_directory(tm
     config.write_text(text.replace(f"teacher: {student.model_config.teacher}", "teacher: runs/teacher"))
     assert Run(tmp_path / "runs" / "student").model_config.teacher == "runs/teacher"
     assert Run(tmp_path / "runs" / "student").load_model(device="cpu").current_steps == 2
+
+
+def test_the_adversarial_term_judges_the_students_samples_and_trains_only_the_discriminator_in_its_phase(
+        teacher, tmp_path):
+    plain = genlab.distill(teacher.path, student_steps=2, teacher_steps=4, out=tmp_path / "plain", steps=1,
+                           progress=False, **FAST).load_model(device="cpu", ema=False)
+    assert not hasattr(plain, "discriminator") and [s.name for s in plain.optimizers()] == ["model"]
+    run = genlab.distill(teacher.path, student_steps=2, teacher_steps=4, out=tmp_path / "add", steps=3,
+                         adversarial_weight=0.5, progress=False, **FAST)
+    model = run.load_model(device="cpu", ema=False).train()
+    assert [s.name for s in model.optimizers()] == ["model", "discriminator"]
+    assert {"d_loss", "g_loss"} <= set(json.loads((run.path / "metrics.jsonl").read_text().splitlines()[-1]))
+    batch = {"x": torch.rand(16, 1, 8, 8) * 2 - 1}
+    with pytest.raises(RuntimeError, match="after the student's"):
+        model.training_loss(batch, "discriminator", 5, torch.Generator().manual_seed(0))
+    out = model.training_loss(batch, "model", 5, torch.Generator().manual_seed(0))
+    # the total is the distillation loss plus the weighted generator loss on the last step's estimates
+    assert torch.allclose(out.loss, out.logs["loss"] + 0.5 * out.logs["g_loss"])
+    fake, _ = model._judged
+    assert len(fake) > 0 and not fake.requires_grad  # the discriminator phase judges them without reaching the student
+    d = model.training_loss(batch, "discriminator", 5, torch.Generator().manual_seed(0))
+    d.loss.backward()
+    assert all(p.grad is not None for p in model.discriminator.parameters())
+    assert all(p.grad is None for p in model.student.parameters())
+    with pytest.raises(GenlabError, match="adversarial_weight"):
+        genlab.distill(teacher.path, student_steps=2, teacher_steps=4, out=tmp_path / "bad", steps=1,
+                       adversarial_weight=-1.0, progress=False, **FAST)

@@ -182,6 +182,7 @@ def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def distill(teacher: str | Path, *, student_steps: int = 2, teacher_steps: int = 16, round_steps: int | None = None,
+            adversarial_weight: float = 0.0,
             out: str | Path | None = None, steps: int | None = None, minutes: float | None = None,
             overwrite: bool = False, progress: bool = True, **train_options: Any) -> Run:
     """Distil a trained diffusion run into a `student_steps`-step DDIM student (progressive distillation);
@@ -191,6 +192,8 @@ def distill(teacher: str | Path, *, student_steps: int = 2, teacher_steps: int =
         teacher: the DDPM run to distil.
         teacher_steps: DDIM steps of the first round's teacher; each round halves them down to student_steps.
         round_steps: training steps per round (default: the model's).
+        adversarial_weight: > 0 adds a discriminator's term on the last round's samples (adversarial diffusion
+            distillation); 0, the default, is distillation alone.
         **train_options: TrainConfig fields (batch_size, lr, seed, device, ...).
     """
     source = Run(teacher)
@@ -198,6 +201,8 @@ def distill(teacher: str | Path, *, student_steps: int = 2, teacher_steps: int =
     config = {"teacher": str(source.path), "student_steps": student_steps, "teacher_steps": teacher_steps}
     if round_steps is not None:
         config["round_steps"] = round_steps
+    if adversarial_weight:
+        config["adversarial_weight"] = adversarial_weight
     out = out or Path("runs") / f"{source.path.name}-distilled-{student_steps}step"
     data = {"data_dir": tc.data_dir, "image_size": tc.image_size, "download": tc.download,
             "data_options": tc.data_options, "exclude_classes": tc.exclude_classes}

@@ -625,6 +625,7 @@ def distill_cmd(
     student_steps: int = typer.Option(2, help="DDIM steps of the distilled student"),
     teacher_steps: int = typer.Option(16, help="DDIM steps of the first round's teacher (halved each round)"),
     round_steps: Optional[int] = typer.Option(None, help="training steps per halving round"),
+    adversarial_weight: float = typer.Option(0.0, help="adversarial term on the last round's samples (ADD); 0: none"),
     steps: Optional[int] = typer.Option(None, help="stop when the student reaches this many steps in total"),
     minutes: Optional[float] = typer.Option(None, help="train the student for this many minutes"),
     out: Optional[str] = typer.Option(None, help="the student's run directory"),
@@ -639,8 +640,8 @@ def distill_cmd(
     from .api import distill
 
     options = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, device=device).items() if v is not None}
-    run = distill(teacher, student_steps=student_steps, teacher_steps=teacher_steps, round_steps=round_steps, out=out,
-                  steps=steps, minutes=minutes, overwrite=overwrite, progress=not quiet, **options)
+    run = distill(teacher, student_steps=student_steps, teacher_steps=teacher_steps, round_steps=round_steps,
+                  adversarial_weight=adversarial_weight, out=out, steps=steps, minutes=minutes, overwrite=overwrite, progress=not quiet, **options)
     model = run.load_model(device="cpu")
     typer.echo(f"distilled: {run.path} at step {run.info()['step']}, samples in {model.current_steps} DDIM steps "
                f"(genlab sample {run.path})")
