@@ -135,8 +135,11 @@ def test_the_adversarial_term_judges_the_students_samples_and_trains_only_the_di
     # the total is the distillation loss plus the weighted generator loss on the last step's estimates
     assert torch.allclose(out.loss, out.logs["loss"] + 0.5 * out.logs["g_loss"])
     fake, _ = model._judged
-    assert len(fake) > 0 and not fake.requires_grad  # the discriminator phase judges them without reaching the student
+    # a fixed share: with 2 student steps, every second item is at the last step
+    assert len(fake) == 8 and not fake.requires_grad  # the discriminator phase judges them without reaching the student
     d = model.training_loss(batch, "discriminator", 5, torch.Generator().manual_seed(0))
+    # the non-saturating loss plus gamma / 2 times R1 on the real images
+    assert d.logs["r1"] > 0 and torch.allclose(d.loss, d.logs["d_loss"] + 0.5 * model.config.r1_weight * d.logs["r1"])
     d.loss.backward()
     assert all(p.grad is not None for p in model.discriminator.parameters())
     assert all(p.grad is None for p in model.student.parameters())
