@@ -28,6 +28,13 @@ other way: eta 0.5 gave recall 0.909, 0.893, 0.885 (precision 0.78-0.82), eta 1 
 (precision 0.87-0.89). A batch-32 student of seed 1's teacher (`genlab distill TEACHER --student-steps 2
 --round-steps 600 --minutes 5 --batch-size 32`, 3,247 steps) gave recall 0.905 and precision 0.784, against
 0.901 / 0.797 at batch 64: no gain beyond seed noise.
+The adversarial term (2026-12-04, a slower host: teachers 2,600-3,000 steps, `--distill 5 --students 2
+--round-steps 300 --adversarial-weight 0.01`, seeds 0-2) lifted recall past the bar on every seed once its
+discriminator had R1 (gamma 0.1): recall 0.924, 0.917, 0.923, precision 0.761, 0.764, 0.757, FID 4.16,
+4.75, 4.90 (students of 1,013, 938, 891 steps: the penalty's second backward costs a quarter of them).
+Without R1: recall 0.927, 0.928, 0.882, precision 0.765, 0.771, 0.787, FID 4.01, 4.34, 5.60; on seed 2
+the discriminator won outright (d_loss 0.08, generator loss 6.4) and pushed the student off its
+teacher (distillation loss 0.012 against 0.003).
 
 The bar (issue 12): a hybrid on the Pareto front that matches the DDPM's DDIM-50 precision and recall
 within 0.05 at 1-2 network evaluations, at a sampling speed within 10x of the DCGAN's. A diffusion run of
