@@ -641,7 +641,8 @@ def distill_cmd(
 
     options = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, device=device).items() if v is not None}
     run = distill(teacher, student_steps=student_steps, teacher_steps=teacher_steps, round_steps=round_steps,
-                  adversarial_weight=adversarial_weight, out=out, steps=steps, minutes=minutes, overwrite=overwrite, progress=not quiet, **options)
+                  adversarial_weight=adversarial_weight, out=out, steps=steps, minutes=minutes, overwrite=overwrite,
+                  progress=not quiet, **options)
     model = run.load_model(device="cpu")
     typer.echo(f"distilled: {run.path} at step {run.info()['step']}, samples in {model.current_steps} DDIM steps "
                f"(genlab sample {run.path})")

@@ -27,7 +27,7 @@ from ...errors import ArgumentError
 from ...nn.diffaugment import diff_augment, parse_policy
 from ...train.optim import OptimizerSpec, ParamGroup, Phase
 from ..base import GenerativeModel, LossOutput
-from .losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from .losses import generator_loss, r1_penalty, regularised_discriminator_loss
 
 
 @dataclass
@@ -131,18 +131,9 @@ class AdversarialModel(GenerativeModel):
         """The discriminator phase's loss from `critic` (items -> raw scores) on real and generated items,
         with the config's gradient penalty and (non-lazy) R1, and the logs the health check reads."""
         cfg = self.config
-        real_logits, fake_logits = critic(real), critic(fake)
-        loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.label_smoothing)
-        logs = {"d_loss": loss.detach(), "d_real": real_logits.detach().float().mean(),
-                "d_fake": fake_logits.detach().float().mean()}
-        if cfg.gp_weight:
-            gp = gradient_penalty(critic, real, fake, generator)
-            loss = loss + cfg.gp_weight * gp
-            logs["gp"] = gp.detach()
-        if cfg.r1_weight and cfg.r1_every == 1:
-            r1 = r1_penalty(critic, real)
-            loss = loss + 0.5 * cfg.r1_weight * r1
-            logs["r1"] = r1.detach()
+        loss, logs = regularised_discriminator_loss(
+            cfg.loss, critic, real, fake, label_smoothing=cfg.label_smoothing, gp_weight=cfg.gp_weight,
+            r1_weight=cfg.r1_weight if cfg.r1_every == 1 else 0.0, generator=generator)  # lazy R1 has its phase
         return LossOutput(loss, logs)
 
     def lazy_r1_loss(self, critic, real: torch.Tensor) -> LossOutput:

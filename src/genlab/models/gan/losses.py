@@ -53,6 +53,26 @@ def generator_loss(kind: AdversarialLoss, fake_logits: torch.Tensor) -> torch.Te
     raise ValueError(f"unknown adversarial loss {kind!r}")
 
 
+def regularised_discriminator_loss(kind: AdversarialLoss, critic: Critic, real: torch.Tensor, fake: torch.Tensor, *,
+                                   label_smoothing: float = 0.0, gp_weight: float = 0.0, r1_weight: float = 0.0,
+                                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """The discriminator's loss from `critic` (items -> raw scores) on real and generated items, plus the
+    gradient penalty and R1 at the given weights; with the logs a GAN's health check reads."""
+    real_logits, fake_logits = critic(real), critic(fake)
+    loss = discriminator_loss(kind, real_logits, fake_logits, label_smoothing)
+    logs = {"d_loss": loss.detach(), "d_real": real_logits.detach().float().mean(),
+            "d_fake": fake_logits.detach().float().mean()}
+    if gp_weight:
+        gp = gradient_penalty(critic, real, fake, generator)
+        loss = loss + gp_weight * gp
+        logs["gp"] = gp.detach()
+    if r1_weight:
+        r1 = r1_penalty(critic, real)
+        loss = loss + 0.5 * r1_weight * r1
+        logs["r1"] = r1.detach()
+    return loss, logs
+
+
 @contextlib.contextmanager
 def _penalty_mode(x: torch.Tensor):
     """float32, and gradients on even when the caller measures the loss under no_grad."""

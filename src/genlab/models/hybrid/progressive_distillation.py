@@ -26,8 +26,9 @@ whole budget is minutes on two cores.
 in the last round: a convolutional discriminator judges the student's clean estimate at its last step
 (from a noised real image, where that estimate is the sample itself) against real images, and the student
 minimises the distillation loss plus that weight times the non-saturating generator loss; the
-discriminator has an R1 penalty on real images (`r1_weight`), as ADD's has. The discriminator reuses the student phase's estimates, so it costs no extra UNet call; it trains in every
-round, so it is warm when its term starts.
+discriminator has an R1 penalty on real images (`r1_weight`), as ADD's has. The discriminator reuses the
+student phase's estimates, so it costs no extra UNet call; it trains in every round, so it is warm when
+its term starts.
 
 The teacher run is named by `teacher` (`genlab distill TEACHER_RUN`); it is checked like any run
 reference, and a changed teacher is refused.
@@ -51,7 +52,7 @@ from ...registry import get_model_class
 from ...schedulers.prediction import to_x0_and_eps
 from ...schedulers.samplers import ddim_timesteps
 from ..base import GenerativeModel, LossOutput
-from ..gan.losses import discriminator_loss, generator_loss, r1_penalty
+from ..gan.losses import generator_loss, regularised_discriminator_loss
 
 
 @dataclass
@@ -220,13 +221,10 @@ class ProgressiveDistillation(GenerativeModel):
             raise RuntimeError("the discriminator phase runs after the student's, which gives it the items to judge")
         fake, real = self._judged
         self._judged = None
-        d_real, d_fake = self.discriminator(real), self.discriminator(fake)
-        loss = discriminator_loss("non-saturating", d_real, d_fake) if len(fake) else 0 * d_real.sum()
-        logs = {"d_loss": loss.detach(), "d_real": d_real.detach().float().mean()}
-        if self.config.r1_weight:
-            r1 = r1_penalty(self.discriminator, real)
-            loss = loss + 0.5 * self.config.r1_weight * r1
-            logs["r1"] = r1.detach()
+        if not len(fake):  # a batch smaller than the student's steps has no item at the last one
+            return LossOutput(0 * self.discriminator(real).sum(), {})
+        loss, logs = regularised_discriminator_loss("non-saturating", self.discriminator, real, fake,
+                                                    r1_weight=self.config.r1_weight)
         return LossOutput(loss, logs)
 
     # ------------------------------------------------------------------ sampling
