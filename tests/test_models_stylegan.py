@@ -60,6 +60,28 @@ def test_upsampling_modulated_conv_is_zero_insertion_the_kernel_and_the_blur():
     torch.testing.assert_close(out, blur(expected, padding=1, gain=4.0), rtol=1e-4, atol=1e-5)
 
 
+def test_the_bias_and_gain_ride_on_the_demodulation_and_the_synthesis_layer_is_the_papers():
+    from genlab.models.gan.stylegan import SynthesisLayer
+
+    weight, styles, x, bias = torch.randn(3, 4, 3, 3), torch.rand(2, 4) + 0.5, torch.randn(2, 4, 5, 5), torch.randn(3)
+    for demodulate in (True, False):
+        for up in (False, True):
+            plain = modulated_conv2d(x, weight, styles, demodulate, up)
+            torch.testing.assert_close(modulated_conv2d(x, weight, styles, demodulate, up, bias, 1.5),
+                                       1.5 * (plain + bias[:, None, None]))
+    layer = SynthesisLayer(4, 3, w_dim=2, up=True)
+    with torch.no_grad():
+        layer.noise_strength.uniform_(0.5, 1.0)
+        layer.bias.normal_()
+    w = torch.randn(2, 2)
+    out = layer(x, w, gen(5))
+    noise = torch.randn((2, 1, 10, 10), generator=gen(5))
+    y = layer.conv(x, w) + noise * layer.noise_strength[:, None, None] + layer.bias[:, None, None]
+    torch.testing.assert_close(out, F.leaky_relu(y, 0.2) * 2**0.5)
+    out.sum().backward()  # the in-place steps keep what autograd needs
+    assert layer.noise_strength.grad is not None and layer.conv.weight.grad.abs().sum() > 0
+
+
 def test_minibatch_stddev_appends_the_groups_mean_std():
     x = torch.randn(8, 3, 2, 2)
     out = MinibatchStdDev(group_size=4)(x)
