@@ -169,7 +169,12 @@ class TestContract:
         trainer.fit(steps=2)
         expected = trainer.ema.model.sample(6, generator=gen(7))
         run = Run(tmp_path / "run")
-        assert torch.equal(run.sample(6, seed=7, precision="fp32"), expected)  # model.sample alone runs in fp32
+        got = run.sample(6, seed=7, precision="fp32")  # model.sample alone runs in fp32
+        if model.prefers_channels_last:
+            # a loaded model samples in channels-last, whose convolutions sum in another order (stylegan: 6e-7)
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+        else:
+            assert torch.equal(got, expected)
         assert torch.equal(run.sample(6, seed=7, batch_size=4)[:4], run.sample(4, seed=7))
         loaded = run.load_model(ema=False)
         assert loaded.checkpoint_step == (2 if model.trainable else 1) and not loaded.training  # fitted once
