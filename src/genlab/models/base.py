@@ -67,7 +67,8 @@ class GenerativeModel(nn.Module, abc.ABC):
     # what --precision auto means for this model, per device type, where measurement overrules the
     # hardware rule (genlab.precision); unlisted: bf16 where the hardware has it
     auto_precision: ClassVar[dict[str, str]] = {}
-    # convolutional networks whose sampling runs faster with channels-last tensors (oneDNN's layout)
+    # convolutional networks that train and sample faster with channels-last tensors (oneDNN's layout): the
+    # trainer and Run.load_model put them in it
     prefers_channels_last: ClassVar[bool] = False
     # False for a model that only serves other runs at their sampling (a guiding classifier): no sample
     # grids while it trains, and `genlab sample` / `genlab eval` on its run say what to do instead

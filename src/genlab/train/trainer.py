@@ -66,7 +66,9 @@ class Trainer:
             self.device = torch.device("cuda", self.proc.local_rank)
             torch.cuda.set_device(self.device)
         self.model = model.to(self.device)
-        distributed.broadcast_state(self.model, self.proc)
+        distributed.broadcast_state(self.model, self.proc)  # (collectives want contiguous tensors: layout after)
+        if self.model.prefers_channels_last:  # before the EMA copy: the averaged model samples in it too
+            self.model.to(memory_format=torch.channels_last)
         self.global_batch = cfg.batch_size * self.proc.world_size
         if data.train_size() < self.global_batch:
             raise ArgumentError(f"the data has {data.train_size()} training items, fewer than one batch of "

@@ -84,6 +84,8 @@ class CGAN(AdversarialModel):
     data_kinds = ("image",)
     accepted_conditions = (LABEL,)
     required_inputs = (LABEL,)  # every run trains with the labels, --condition label or not
+    # DCGAN's convolutions: on mnist, 2 cores, fp32, a training step ran 12% faster in it (3 interleaved pairs)
+    prefers_channels_last = True
 
     def __init__(self, config: CGANConfig, spec: DataSpec, conditions: tuple[str, ...] = ()):
         if not spec.num_classes:
