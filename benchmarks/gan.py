@@ -10,8 +10,8 @@ class entropy (log 10 = 2.303 when every digit is equally frequent), classes cov
 batch 500, training steps. `--compare` adds already trained runs (a DDPM, a VAE of the same minutes)
 scored with the same protocol; a diffusion run is scored with its own sampler, or the one
 `--compare-sampler dpm++:10` names. cgan learns from the labels: compare it with a DDPM trained on them
-too (`genlab train ddpm --condition label`), which evaluation also samples over every class equally. With several
-`--seeds`, each cell is the mean and, in brackets, the spread (max - min).
+too (`genlab train ddpm --condition label`), which evaluation also samples over every class equally. With
+several `--seeds`, each cell is the mean and, in brackets, the spread (max - min).
 """
 
 from __future__ import annotations
