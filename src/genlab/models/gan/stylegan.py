@@ -60,8 +60,8 @@ class StyleGANConfig(AdversarialConfig):
     mapping_layers: int = 4  # 8 in the paper
     mapping_lr_scale: float = 0.01  # the paper's lr multiplier of the mapping network
     # at full resolution, doubling at each lower one up to 8x. 16, measured on mnist in 10 minutes on a
-    # 2-core CPU: FID 2.09, 1.42 and 4.99 on three seeds (5,000-5,700 steps), 3,700-6,700 samples/s;
-    # 32: FID 4.10 at 2,302 steps (one seed), 1,730 samples/s
+    # 2-core CPU with AVX-512: FID 2.09, 1.42 and 4.99 on three seeds (5,000-5,700 steps), 3,700-6,700
+    # samples/s (AVX2 only: 3.66, 2.21, 3.20 at ~3,400 steps); 32: FID 4.10 at 2,302 steps (one seed), 1,730 samples/s
     base_channels: int = 16
     style_mixing: float = 0.9  # probability that an item mixes two w's in training
     w_avg_beta: float = 0.995  # moving average of w, for truncation
