@@ -144,6 +144,36 @@ def test_muon_steps_the_hidden_matrices_and_adamw_the_rest(corpus):
     assert plain.optimizers()[0].kind == "adamw" and plain.net.positions is not None
 
 
+def test_float32_muon_takes_torchs_steps_without_bfloat16():
+    from genlab.train.optim import Float32Muon, orthogonalise
+
+    torch.manual_seed(0)
+    update = torch.randn(48, 16)
+    ortho = orthogonalise(update, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    assert ortho.dtype == torch.float32 and ortho.shape == update.shape
+    singular = torch.linalg.svdvals(ortho)
+    assert singular.min() > 0.5 and singular.max() < 1.5  # near-orthogonal, as Muon's quintic leaves it
+    # the same singular vectors as the update: its projection onto them is diagonal
+    u, _, vh = torch.linalg.svd(update, full_matrices=False)
+    core = u.T @ ortho @ vh.T
+    assert (core - torch.diag(torch.diagonal(core))).abs().max() < 1e-3
+    # one step against torch's own Muon (bfloat16 iterations): the same update to bfloat16's precision
+    start = [torch.randn(32, 16), torch.randn(16, 16)]
+    grads = [torch.randn_like(w) for w in start]
+    steps = []
+    for kind in (torch.optim.Muon, Float32Muon):
+        params = [torch.nn.Parameter(w.clone()) for w in start]
+        opt = kind(params, lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+        for _ in range(2):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+        steps.append([p.detach() - w for p, w in zip(params, start)])
+        assert set(opt.state[params[0]]) == {"momentum_buffer"}  # checkpoints interchange
+    for ours, theirs in zip(steps[1], steps[0]):
+        assert ours.abs().max() > 0.01 and (ours - theirs).abs().max() < 0.05 * ours.abs().max()
+
+
 def test_run_keeps_its_tokenizer_and_resumes_exactly(corpus, tmp_path):
     # total_steps fixed: the cosine schedule's length would otherwise follow each call's --steps budget
     common = dict(progress=False, model_config=tiny_config("gpt"), data_options={"block_size": 16}, total_steps=6,
