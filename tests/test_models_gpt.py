@@ -157,7 +157,7 @@ def test_float32_muon_takes_torchs_steps_without_bfloat16():
     u, _, vh = torch.linalg.svd(update, full_matrices=False)
     core = u.T @ ortho @ vh.T
     assert (core - torch.diag(torch.diagonal(core))).abs().max() < 1e-3
-    # one step against torch's own Muon (bfloat16 iterations): the same update to bfloat16's precision
+    # two steps against torch's own Muon (bfloat16 iterations): the same updates to bfloat16's precision
     start = [torch.randn(32, 16), torch.randn(16, 16)]
     grads = [torch.randn_like(w) for w in start]
     steps = []
