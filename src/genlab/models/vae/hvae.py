@@ -106,6 +106,8 @@ class HVAE(GenerativeModel):
                       "weight_decay": 3e-4, "grad_clip": 0.0, "ema_decay": 0.0}
     likelihood = "bound"
     data_kinds = ("image",)
+    # oneDNN's depthwise 5x5 convolutions run ~3x faster in channels-last on a CPU (the trainer and
+    # Run.load_model convert; checkpoints store contiguous copies)
     prefers_channels_last = True
     # a 28x28 training step measured ~1.5x slower under bf16 autocast than in fp32 on this 2-core CPU
     # (the depthwise convolutions); the plain VAE gains from bf16 there
@@ -159,9 +161,6 @@ class HVAE(GenerativeModel):
         alpha = torch.tensor([4.0 ** (config.scales - 1 - j) / g for j in scale_of])
         self.register_buffer("kl_alpha", alpha / alpha.min(), persistent=False)
         self.regulariser = SpectralRegulariser(self._convs(), config.power_iterations)
-        # channels-last kernels and activations: oneDNN's depthwise 5x5 convolutions run ~3x faster that
-        # way on a CPU (checkpoints store contiguous copies)
-        self.to(memory_format=torch.channels_last)
 
     def _convs(self) -> list[nn.Conv2d]:
         return [m for m in self.modules() if isinstance(m, nn.Conv2d)]
